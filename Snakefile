@@ -1,0 +1,40 @@
+# The bof pipeline: dataset (synthesis or download) -> backbone pretraining +-mixup ->
+# detector training, one job per (detector, trick combination, seed) -> prediction and
+# evaluation -> Tables 1-6 and Figures 2-9.
+#   snakemake --cores 2                                  # the mini preset (default)
+#   snakemake --cores 2 --configfile config/smoke.yaml   # any preset of config/
+#   snakemake --profile profiles/slurm --configfile config/voc.yaml
+# The logic lives in the bof package (bof.pipeline.matrix); the rules only wire it.
+import json
+import os
+import shlex
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from bof.pipeline import matrix
+
+if not config:  # no --configfile given: the default main job
+
+    configfile: "config/mini.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+PRESET = matrix.load_preset(
+    Path(workflow.basedir) / "config" / "preset.yaml", raw=config
+)
+RESULTS = PRESET.results
+DATA = matrix.data_root(PRESET)
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/REPORT.md",

@@ -1,0 +1,5 @@
+import sys
+
+from bof.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""``bof train``: train a detector (YOLOv3 or Faster R-CNN) from a YAML config, or resume it.
+
+Launch with ``torchrun --nproc_per_node N -m bof train ...`` for several processes
+(NCCL on GPUs, gloo on CPU); ``optim.batch_size`` is the global batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train or resume a detector",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_arguments(parser, config_help="YAML config (see config/examples/); defaults otherwise")
+    parser.set_defaults(run=run)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, config_help: str) -> None:
+    """The options ``bof train`` and ``bof pretrain`` share: where the config comes from and the run folder."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config-json", help="the whole config as JSON (what the pipeline passes)")
+    source.add_argument("--config", type=Path, help=config_help)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. optim.epochs=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="run folder; a checkpoint there of the same config is resumed"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bof.config import load_config
+    from bof.engine.train import train
+
+    config = load_config(args.config, args.overrides, text=args.config_json)
+    report = train(config, args.out, progress=not args.quiet)
+    if report.get("metric_name"):
+        print(f"{args.out}: {report['metric_name']} {report['value'] * 100:.2f}")
+    return 0

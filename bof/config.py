@@ -1,0 +1,319 @@
+"""Typed, frozen configuration built from YAML and checked at the edge.
+
+``load_config(path)`` reads a YAML file with ``yaml.safe_load``, applies ``key.path=value``
+overrides, and builds the dataclass tree; an unknown key, a wrong type or an impossible
+value is a ``ConfigError`` that names the key and the file. The resolved config is
+written next to every checkpoint and metrics file (``asdict``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from bof.errors import ConfigError
+from bof.tricks.mixup import DetectionMixup
+from bof.tricks.random_shapes import STRIDE
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images and annotations are. VOC: ``root`` is the VOCdevkit and ``train``/``val``
+    are ``YEAR:SPLIT`` lists. COCO: ``root`` is the image folder of each annotation file's
+    ``file_name``s and ``train``/``val`` are annotation files."""
+
+    format: Literal["voc", "coco"] = "voc"
+    root: str = "data/synth/VOCdevkit"
+    train: tuple[str, ...] = ("2007:trainval",)
+    val: tuple[str, ...] = ("2007:test",)
+    val_root: str | None = None  # COCO: the validation images' folder, when not ``root``
+    on_error: Literal["strict", "skip"] = "strict"
+
+    def __post_init__(self) -> None:
+        if not self.train or not self.val:
+            raise ConfigError("data.train and data.val must each name at least one image set")
+        if self.format == "voc":
+            for item in (*self.train, *self.val):
+                if item.count(":") != 1 or not all(item.split(":")):
+                    raise ConfigError(f"data: VOC image sets are written YEAR:SPLIT, got {item!r}")
+        elif len(self.train) != 1 or len(self.val) != 1:
+            raise ConfigError("data: COCO takes one annotation file each for train and val")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: Literal["yolov3", "faster_rcnn"] = "yolov3"
+    backbone: Literal["darknet53", "resnet50", "resnet101", "small_resnet"] = "darknet53"
+    width: float = 1.0  # channel multiplier (darknet53, small_resnet)
+    depth: float = 1.0  # block-count multiplier (darknet53)
+    input_size: int = 416  # YOLOv3 test size (and training size without random shapes)
+    min_size: int = 600  # Faster R-CNN shorter side
+    max_size: int = 1000  # Faster R-CNN longer side at most
+    # a `bof pretrain` backbone.pt, "imagenet" (torchvision's ResNet weights, needs internet), or none
+    pretrained: str | None = None
+    # YOLOv3: start objectness at this probability (not the reference's 0.5; for CPU presets)
+    objectness_prior: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.arch == "yolov3" and self.backbone != "darknet53":
+            raise ConfigError(f"model: yolov3 uses the darknet53 backbone, got {self.backbone!r}")
+        if self.arch == "faster_rcnn" and self.backbone == "darknet53":
+            raise ConfigError("model: faster_rcnn takes a resnet50, resnet101 or small_resnet backbone")
+        if self.width <= 0 or self.depth <= 0:
+            raise ConfigError(f"model.width and model.depth must be > 0, got {self.width}, {self.depth}")
+        if self.input_size % STRIDE or self.input_size <= 0:
+            raise ConfigError(f"model.input_size must be a positive multiple of {STRIDE}, got {self.input_size}")
+        if self.objectness_prior is not None and not 0 < self.objectness_prior < 1:
+            raise ConfigError(f"model.objectness_prior must be in (0, 1), got {self.objectness_prior}")
+        if self.pretrained == "imagenet" and self.backbone not in ("resnet50", "resnet101"):
+            raise ConfigError(
+                f"model.pretrained: torchvision has ImageNet weights for resnet50/resnet101 only, not {self.backbone}"
+            )
+        if not 0 < self.min_size <= self.max_size:
+            raise ConfigError(f"model: need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
+
+
+@dataclass(frozen=True)
+class MixupConfig:
+    mode: Literal["off", "fixed", "beta"] = "off"
+    alpha: float = 1.5
+    beta: float = 1.5
+    weighted: bool = True
+    off_last_epochs: int = 20
+
+    def build(self) -> DetectionMixup | None:
+        if self.mode == "off":
+            return None
+        return DetectionMixup(self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs)
+
+    def __post_init__(self) -> None:
+        DetectionMixup(self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs)  # validates
+
+
+@dataclass(frozen=True)
+class RandomShapesConfig:
+    enabled: bool = False
+    min: int = 320
+    max: int = 608
+    interval: int = 10
+
+    def __post_init__(self) -> None:
+        if self.min % STRIDE or self.max % STRIDE or not 0 < self.min <= self.max:
+            raise ConfigError(
+                f"tricks.random_shapes: min and max must be multiples of {STRIDE} with 0 < min <= max, got {self.min}..{self.max}"
+            )
+        if self.interval < 1:
+            raise ConfigError(f"tricks.random_shapes.interval must be >= 1, got {self.interval}")
+
+
+@dataclass(frozen=True)
+class BatchNormConfig:
+    mode: Literal["plain", "sync", "group"] = "plain"
+    group_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise ConfigError(f"tricks.batchnorm.group_size must be >= 1, got {self.group_size}")
+
+
+@dataclass(frozen=True)
+class TricksConfig:
+    """The switches of the paper's tables; each enters training through data, loss, schedule or model."""
+
+    mixup: MixupConfig = field(default_factory=MixupConfig)
+    label_smoothing: bool = False
+    augmentation: bool = True
+    random_shapes: RandomShapesConfig = field(default_factory=RandomShapesConfig)
+    lr_schedule: Literal["cosine", "step"] = "step"
+    batchnorm: BatchNormConfig = field(default_factory=BatchNormConfig)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    epochs: int = 12
+    batch_size: int = 16  # global, over all processes
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = True
+    warmup_epochs: float = 0.0
+    step_epochs: tuple[float, ...] = ()
+    step_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"optim.epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"optim.batch_size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError(
+                f"optim: need lr > 0, weight_decay >= 0, 0 <= momentum < 1; got {self.lr}, {self.weight_decay}, {self.momentum}"
+            )
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"optim.warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if any(not 0 < e <= self.epochs for e in self.step_epochs) or list(self.step_epochs) != sorted(
+            self.step_epochs
+        ):
+            raise ConfigError(
+                f"optim.step_epochs must be increasing and within (0, epochs], got {list(self.step_epochs)}"
+            )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    workers: int = 2
+    val_every: int = 1  # epochs between validation mAP points (Figure 6b); 0 = only at the end
+    amp: bool = True  # mixed precision, CUDA only
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    log_every: int = 20
+
+    def __post_init__(self) -> None:
+        if self.workers < 0 or self.val_every < 0 or self.log_every < 1:
+            raise ConfigError("run: workers and val_every must be >= 0 and log_every >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tricks: TricksConfig = field(default_factory=TricksConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        shapes = self.tricks.random_shapes
+        if shapes.enabled and self.model.arch != "yolov3":
+            raise ConfigError("tricks.random_shapes applies to single-stage detectors (yolov3) only")
+        if self.tricks.batchnorm.mode == "group" and self.optim.batch_size % self.tricks.batchnorm.group_size:
+            raise ConfigError(
+                f"tricks.batchnorm.group_size ({self.tricks.batchnorm.group_size}) must divide optim.batch_size ({self.optim.batch_size})"
+            )
+
+
+# --- building dataclasses from plain data, with errors that name the key ---
+
+
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def _convert(value: Any, annotation, where: str):
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return build(annotation, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_convert(item, args[0], f"{where}[{index}]") for index, item in enumerate(value))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {_type_name(annotation)}")
+
+
+def build(cls, data: dict, where: str = ""):
+    """``cls(**data)`` with every key checked against the fields and converted to its type."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(names))})")
+    values = {key: _convert(value, hints[key], f"{where}.{key}" if where else key) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{where + ': ' if where else ''}{error}") from None
+
+
+def _set(data: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"override {dotted}: '{key}' is not a section")
+    data[last] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), cls=TrainConfig, *, text: str | None = None):
+    """Build ``cls`` from a YAML file (or defaults, or YAML/JSON ``text``) plus ``key.path=value``
+    overrides (values parsed as YAML, so ``optim.epochs=3`` is an integer)."""
+    data: dict = {}
+    if text is not None:
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config text is not valid YAML/JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise ConfigError("config text: top level must be a mapping")
+    elif path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file is missing") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    for item in overrides:
+        key, separator, text = item.partition("=")
+        if not separator:
+            raise ConfigError(f"override {item!r}: expected key.path=value")
+        _set(data, key.strip(), yaml.safe_load(text))
+    try:
+        return build(cls, data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}" if path else str(error)) from None
+
+
+def to_dict(config) -> dict:
+    """JSON/YAML-ready dict of a config (tuples as lists)."""
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(config))

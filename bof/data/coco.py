@@ -1,0 +1,212 @@
+"""COCO-format datasets (via pycocotools) and conversion of any VOC devkit to COCO JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from bof.data.detection import DetectionDataset, Sample, Transforms, check_sample_images
+from bof.data.policy import CheckImages, OnError, SkipLog, check_policy_args
+from bof.errors import DatasetError
+
+# COCO boxes are floats that real annotation tools round outward; tolerate this much
+# overhang (in pixels) and clip it, but reject anything further outside.
+BORDER_TOLERANCE = 1.0
+
+
+def read_coco_json(path: str | Path) -> dict:
+    """Load a COCO annotation file and check its top-level structure."""
+    path = Path(path)
+    try:
+        with open(path) as stream:
+            data = json.load(stream)
+    except FileNotFoundError:
+        raise DatasetError(path, "annotation file is missing") from None
+    except json.JSONDecodeError as error:
+        raise DatasetError(path, f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+    except UnicodeDecodeError as error:
+        raise DatasetError(path, f"not valid JSON text ({error.reason})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(path, "top level must be a JSON object")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(path, f"missing list '{key}'")
+    _check_ids(data, path)
+    return data
+
+
+def _check_ids(data: dict, path: Path) -> None:
+    """The integer ids pycocotools indexes by must exist, be unique and refer to each other."""
+    for key, required in (
+        ("images", ("id",)),
+        ("categories", ("id",)),
+        ("annotations", ("id", "image_id", "category_id")),
+    ):
+        seen = set()
+        for position, entry in enumerate(data[key]):
+            if not isinstance(entry, dict) or not all(isinstance(entry.get(field), int) for field in required):
+                raise DatasetError(
+                    path, f"{key}[{position}] needs integer {', '.join(map(repr, required))}: {entry!r:.200}"
+                )
+            if entry["id"] in seen:
+                raise DatasetError(path, f"{key}[{position}]: id {entry['id']} is used twice")
+            seen.add(entry["id"])
+    image_ids = {image["id"] for image in data["images"]}
+    for annotation in data["annotations"]:
+        if annotation["image_id"] not in image_ids:
+            raise DatasetError(path, f"annotation {annotation['id']}: unknown image_id {annotation['image_id']}")
+
+
+def coco_from_dict(data: dict) -> COCO:
+    """A pycocotools ``COCO`` index built from a dict, without its progress prints."""
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _coco_box(annotation: dict, width: int, height: int, where: str, path: Path) -> tuple[float, float, float, float]:
+    bbox = annotation.get("bbox")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+        raise DatasetError(path, f"{where}: 'bbox' must be [x, y, w, h] numbers, got {bbox!r}")
+    x, y, w, h = (float(v) for v in bbox)
+    if w < 0 or h < 0:
+        raise DatasetError(path, f"{where}: bbox {bbox} is inverted (negative width or height)")
+    if w == 0 or h == 0:
+        raise DatasetError(path, f"{where}: bbox {bbox} is empty")
+    t = BORDER_TOLERANCE
+    if x < -t or y < -t or x + w > width + t or y + h > height + t:
+        raise DatasetError(path, f"{where}: bbox {bbox} is outside the {width}x{height} image")
+    return max(x, 0.0), max(y, 0.0), min(x + w, float(width)), min(y + h, float(height))
+
+
+def read_coco_samples(
+    image_dir: Path, annotation_path: Path, coco: COCO, category_ids: Sequence[int], skip_log: SkipLog
+) -> list[Sample]:
+    label_of = {category_id: label for label, category_id in enumerate(category_ids)}
+    samples = []
+    for image_id in sorted(coco.imgs):
+        info = coco.imgs[image_id]
+        try:
+            file_name, width, height = info.get("file_name"), info.get("width"), info.get("height")
+            if not isinstance(file_name, str) or not isinstance(width, int) or not isinstance(height, int):
+                raise DatasetError(
+                    annotation_path, f"image {image_id}: needs 'file_name', integer 'width' and 'height'"
+                )
+            boxes, labels, difficult = [], [], []
+            for annotation in coco.imgToAnns.get(image_id, []):
+                where = f"annotation {annotation.get('id')} (image {image_id})"
+                if annotation.get("category_id") not in label_of:
+                    raise DatasetError(
+                        annotation_path, f"{where}: unknown category_id {annotation.get('category_id')!r}"
+                    )
+                boxes.append(_coco_box(annotation, width, height, where, annotation_path))
+                labels.append(label_of[annotation["category_id"]])
+                difficult.append(bool(annotation.get("iscrowd", 0) or annotation.get("ignore", 0)))
+        except DatasetError as error:
+            skip_log.record(error)
+            continue
+        samples.append(
+            Sample(
+                image_id=image_id,
+                image_path=image_dir / file_name,
+                width=width,
+                height=height,
+                boxes_xyxy=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+                labels=np.asarray(labels, dtype=np.int64),
+                difficult=np.asarray(difficult, dtype=bool),
+                annotation_path=annotation_path,
+            )
+        )
+    return samples
+
+
+class CocoDetection(DetectionDataset):
+    """A COCO-format dataset (``images``/``annotations``/``categories``) as a detection dataset.
+
+    Labels are contiguous 0-based indices over the categories sorted by id;
+    ``category_ids[label]`` maps back for results files. Crowd (``iscrowd``) and
+    ``ignore`` annotations are flagged ``difficult``. ``on_error`` and ``check_images``
+    behave as in :class:`bof.data.voc.VOCDetection`.
+    """
+
+    def __init__(
+        self,
+        image_dir: str | Path,
+        annotation_file: str | Path,
+        *,
+        transforms: Transforms | None = None,
+        on_error: OnError = "strict",
+        check_images: CheckImages = "header",
+    ):
+        check_policy_args(check_images)
+        self.annotation_file = Path(annotation_file)
+        data = read_coco_json(self.annotation_file)
+        self.coco = coco_from_dict(data)
+        self.category_ids = sorted(self.coco.cats)
+        classes = [str(self.coco.cats[category_id].get("name", category_id)) for category_id in self.category_ids]
+        skip_log = SkipLog(on_error)
+        samples = read_coco_samples(Path(image_dir), self.annotation_file, self.coco, self.category_ids, skip_log)
+        total = len(samples) + len(skip_log.skipped)
+        samples = check_sample_images(samples, check_images, skip_log)
+        skip_log.report(f"COCO {self.annotation_file}", total)
+        if not samples:
+            raise DatasetError(self.annotation_file, f"no usable images ({len(skip_log.skipped)} skipped)")
+        super().__init__(samples, classes, transforms=transforms, skip_log=skip_log)
+
+
+def coco_image_ids(voc_ids: Sequence[str]) -> list[int]:
+    """Integer COCO ids for VOC ids: their digits ('2008_000008' -> 2008000008) when that
+    is unambiguous, otherwise 1..N in order."""
+    digits = [re.sub(r"_", "", image_id) for image_id in voc_ids]
+    if all(d.isdigit() for d in digits) and len({int(d) for d in digits}) == len(digits):
+        return [int(d) for d in digits]
+    return list(range(1, len(voc_ids) + 1))
+
+
+def detection_to_coco(dataset: DetectionDataset, image_root: str | Path) -> dict:
+    """COCO JSON (as a dict) of a dataset's annotations; ``file_name`` is relative to ``image_root``.
+
+    Category ids are 1..K in label order; difficult boxes are kept with ``"ignore": 1``.
+    The image's original id is kept under ``"voc_id"`` so results map back.
+    """
+    image_root = Path(image_root)
+    ids = coco_image_ids([str(sample.image_id) for sample in dataset.samples])
+    images, annotations = [], []
+    for coco_id, sample in zip(ids, dataset.samples, strict=True):
+        images.append(
+            {
+                "id": coco_id,
+                "file_name": sample.image_path.relative_to(image_root).as_posix(),
+                "width": sample.width,
+                "height": sample.height,
+                "voc_id": str(sample.image_id),
+            }
+        )
+        for box, label, difficult in zip(
+            sample.boxes_xyxy.tolist(), sample.labels.tolist(), sample.difficult.tolist(), strict=True
+        ):
+            x0, y0, x1, y1 = box
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": coco_id,
+                    "category_id": label + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                    "ignore": int(difficult),
+                }
+            )
+    categories = [
+        {"id": label + 1, "name": name, "supercategory": "none"} for label, name in enumerate(dataset.classes)
+    ]
+    return {"images": images, "annotations": annotations, "categories": categories}

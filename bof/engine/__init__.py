@@ -1,0 +1,1 @@
+"""Training, pretraining and prediction: one loop for every detector, tricks entering through config."""

@@ -1,0 +1,51 @@
+"""Datasets, augmentation and input sizes for a training config: plain functions, no registry."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from bof.config import DataConfig, TrainConfig
+from bof.data import CocoDetection, DetectionDataset, VOCDetection
+from bof.data.training import TrainingSet
+from bof.tricks.augmentation import SingleStageAugment, TwoStageAugment
+from bof.tricks.random_shapes import shape_at, shape_range
+
+
+def _image_sets(items: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [tuple(item.split(":")) for item in items]  # type: ignore[misc]
+
+
+def open_split(data: DataConfig, split: str, *, check_images: str = "header") -> DetectionDataset:
+    """The ``train`` or ``val`` dataset of a config, without transforms."""
+    items = data.train if split == "train" else data.val
+    if data.format == "voc":
+        return VOCDetection(data.root, _image_sets(items), on_error=data.on_error, check_images=check_images)
+    root = data.val_root if split == "val" and data.val_root else data.root
+    return CocoDetection(root, items[0], on_error=data.on_error, check_images=check_images)
+
+
+def augmentation(config: TrainConfig):
+    """The §3.3 pipeline for the detector family; "augmentation off" keeps only the resize."""
+    if config.model.arch == "yolov3":
+        return SingleStageAugment() if config.tricks.augmentation else SingleStageAugment.off()
+    return TwoStageAugment(config.model.min_size, config.model.max_size, flip=config.tricks.augmentation)
+
+
+def training_set(config: TrainConfig, dataset: DetectionDataset) -> TrainingSet:
+    return TrainingSet(
+        dataset, augmentation(config), mixup=config.tricks.mixup.build(), epochs=config.optim.epochs, seed=config.seed
+    )
+
+
+def _fixed(size, iteration):
+    return size
+
+
+def size_schedule(config: TrainConfig):
+    """iteration -> the batch's input size: random shapes (§3.6), the fixed size, or None (two-stage)."""
+    shapes = config.tricks.random_shapes
+    if config.model.arch != "yolov3":
+        return partial(_fixed, None)
+    if not shapes.enabled:
+        return partial(_fixed, config.model.input_size)
+    return partial(shape_at, sizes=shape_range(shapes.min, shapes.max), interval=shapes.interval, seed=config.seed)

@@ -1,0 +1,34 @@
+"""Checkpoints written atomically (temporary file, fsync, rename) and read with ``weights_only=True``.
+
+A kill while saving leaves the previous checkpoint intact, and a crafted file cannot run
+code when loaded: only tensors, containers and primitives are accepted.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from bof.errors import BofError
+from bof.io import atomic_write
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    atomic_write(path, lambda stream: torch.save(state, stream))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load safely onto the CPU; a truncated, foreign or code-carrying file is a clear error."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BofError(f"{path}: checkpoint is missing") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BofError(f"{path}: not a loadable checkpoint ({first_line})") from None
+    if not isinstance(state, dict):
+        raise BofError(f"{path}: not a bof checkpoint (top level is {type(state).__name__})")
+    return state

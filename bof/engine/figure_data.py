@@ -1,0 +1,156 @@
+"""Model outputs behind Figures 5 and 7, saved as JSON so the report draws them without a model.
+
+Figure 5 ("the elephant in the room", [18]): an object of a class absent from a test
+image is cut from another test image and slid across it; at each position the baseline
+and the mixup-trained detector run on the doctored image. What the paper looks at is
+whether the objects already in the room are still found while the intruder passes, so
+for each position and model we keep the detections and the best correct score for
+every original object.
+
+Figure 7: detections of the freebies-trained model on a few test images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchvision.ops import box_iou
+from torchvision.transforms.v2 import functional as F
+
+from bof.config import TrainConfig, build
+from bof.data.detection import DetectionDataset
+from bof.engine.build import open_split
+from bof.engine.checkpoint import load_checkpoint
+from bof.errors import BofError
+from bof.models import build_detector
+
+SCORE_TO_SHOW = 0.3
+POSITIONS = 9
+
+
+def load_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
+    saved = load_checkpoint(path)
+    if saved.get("format") != "bof-model-1":
+        raise BofError(f"{path}: not a bof model file")
+    config = build(TrainConfig, saved["config"])
+    model = build_detector(config, len(saved["classes"]))
+    model.load_state_dict(saved["model"])
+    return model.eval(), config, saved["classes"]
+
+
+@torch.no_grad()
+def detect(model: torch.nn.Module, image: torch.Tensor) -> dict[str, list]:
+    output = model([image.float().div(255)])[0]
+    return {key: output[key].tolist() for key in ("boxes", "scores", "labels")}
+
+
+def composite(image: torch.Tensor, patch: torch.Tensor, box: list[int]) -> torch.Tensor:
+    """``image`` [3, H, W] uint8 with ``patch`` resized into the integer ``box`` (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    out = image.clone()
+    out[:, y0:y1, x0:x1] = F.resize(patch, [y1 - y0, x1 - x0], antialias=True)
+    return out
+
+
+def _pick_room_and_intruder(dataset: DetectionDataset) -> tuple[int, int, int]:
+    """(room image, intruder image, intruder object): the first test image with at least two
+    clearly visible objects, and the largest object of a class it does not contain."""
+    for room in range(len(dataset)):
+        sample = dataset.samples[room]
+        sizes = (sample.boxes_xyxy[:, 2:] - sample.boxes_xyxy[:, :2]).min(axis=1) if len(sample.labels) else []
+        if sum(size >= 12 for size in sizes) < 2:
+            continue
+        present = set(sample.labels.tolist())
+        best = None
+        for other in range(len(dataset)):
+            candidate = dataset.samples[other]
+            for index, (box, label) in enumerate(zip(candidate.boxes_xyxy, candidate.labels, strict=True)):
+                area = float((box[2] - box[0]) * (box[3] - box[1]))
+                if label not in present and not candidate.difficult[index] and (best is None or area > best[0]):
+                    best = (area, other, index)
+        if best is not None:
+            return room, best[1], best[2]
+    raise BofError("figure 5: no test image has two visible objects and an absent class to bring in")
+
+
+def elephant(models: list[str], *, positions: int = POSITIONS) -> dict:
+    (baseline, config, classes), (mixup, _, _) = (load_model(path) for path in models)
+    dataset = open_split(config.data, "val")
+    room, source, index = _pick_room_and_intruder(dataset)
+    image, target = dataset[room]
+    source_image, source_target = dataset[source]
+    x0, y0, x1, y1 = (int(round(v)) for v in source_target["boxes"][index].tolist())
+    patch = source_image[:, y0:y1, x0:x1]
+    height, width = image.shape[-2:]
+    side = max(8, int(0.4 * min(height, width)))
+    scale = side / max(patch.shape[-2:])
+    patch_w, patch_h = max(4, int(patch.shape[-1] * scale)), max(4, int(patch.shape[-2] * scale))
+    top = (height - patch_h) // 2
+    frames = []
+    for step in range(positions):
+        left = round(step * (width - patch_w) / max(positions - 1, 1))
+        box = [left, top, left + patch_w, top + patch_h]
+        doctored = composite(image, patch, box)
+        frame = {"box": box}
+        for name, model in (("baseline", baseline), ("mixup", mixup)):
+            found = detect(model, doctored)
+            frame[name] = found
+            frame[f"{name}_recall_scores"] = _best_scores(found, target)
+        frames.append(frame)
+    return {
+        "figure": "figure5",
+        "models": {"baseline": str(models[0]), "mixup": str(models[1])},
+        "classes": classes,
+        "room": {
+            "image_id": str(target["image_id"]),
+            "path": str(dataset.samples[room].image_path),
+            "boxes": target["boxes"].tolist(),
+            "labels": target["labels"].tolist(),
+        },
+        "intruder": {
+            "image_id": str(source_target["image_id"]),
+            "path": str(dataset.samples[source].image_path),
+            "box": [x0, y0, x1, y1],
+            "label": int(source_target["labels"][index]),
+        },
+        "frames": frames,
+    }
+
+
+def _best_scores(found: dict, target: dict) -> list[float]:
+    """For each original object, the best score of a same-class detection with IoU >= 0.5 (0 if none)."""
+    if not found["boxes"]:
+        return [0.0] * len(target["labels"])
+    ious = box_iou(target["boxes"].as_subclass(torch.Tensor).float(), torch.tensor(found["boxes"]))
+    scores, labels = torch.tensor(found["scores"]), torch.tensor(found["labels"])
+    best = []
+    for row, label in zip(ious, target["labels"].tolist(), strict=True):
+        hit = (row >= 0.5) & (labels == label)
+        best.append(float(scores[hit].max()) if hit.any() else 0.0)
+    return best
+
+
+def examples(models: list[str], *, count: int = 4) -> dict:
+    model, config, classes = load_model(models[0])
+    dataset = open_split(config.data, "val")
+    shown = []
+    for index in range(min(count, len(dataset))):
+        image, target = dataset[index]
+        found = detect(model, image)
+        keep = [i for i, score in enumerate(found["scores"]) if score >= SCORE_TO_SHOW][:20]
+        shown.append(
+            {
+                "image_id": str(target["image_id"]),
+                "path": str(dataset.samples[index].image_path),
+                "detections": {key: [found[key][i] for i in keep] for key in found},
+                "ground_truth": {"boxes": target["boxes"].tolist(), "labels": target["labels"].tolist()},
+            }
+        )
+    return {
+        "figure": "figure7",
+        "model": str(models[0]),
+        "classes": classes,
+        "score_threshold": SCORE_TO_SHOW,
+        "images": shown,
+    }

@@ -1,0 +1,85 @@
+"""Prediction over a dataset (sharded over processes) and its evaluation; ``bof predict`` writes
+the ecosystem's results formats for ``bof evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bof.data.coco import CocoDetection
+from bof.data.detection import DetectionDataset, collate_detection
+from bof.engine import distributed
+from bof.errors import BofError
+from bof.evaluation import (
+    evaluate_coco_predictions,
+    evaluate_voc_predictions,
+    voc_detections,
+    write_coco_results,
+    write_voc_results,
+)
+from bof.evaluation.api import coco_ground_truth, coco_results
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    dataset: DetectionDataset,
+    context: distributed.Context,
+    *,
+    batch_size: int = 8,
+    workers: int = 0,
+    progress: bool = False,
+) -> list[dict]:
+    """Detections for every image: ``{"image_id", "boxes" [N, 4] XYXY in the image's pixels,
+    "scores", "labels"}`` on the CPU. Each process takes every ``world_size``-th image."""
+    model.eval()
+    shard = torch.utils.data.Subset(dataset, range(context.rank, len(dataset), context.world_size))
+    loader = torch.utils.data.DataLoader(
+        shard, batch_size=batch_size, num_workers=workers, collate_fn=collate_detection
+    )
+    predictions = []
+    for images, targets in tqdm(
+        loader, desc="predict", unit="batch", disable=not (progress and context.is_main), leave=False
+    ):
+        images = [image.to(context.device).float().div_(255) for image in images]
+        for target, output in zip(targets, model(images), strict=True):
+            if not (torch.isfinite(output["boxes"]).all() and torch.isfinite(output["scores"]).all()):
+                raise BofError(
+                    f"image {target['image_id']!r}: the model's detections are not finite (NaN/inf): its weights have diverged"
+                )
+            predictions.append(
+                {"image_id": target["image_id"], **{k: output[k].float().cpu() for k in ("boxes", "scores", "labels")}}
+            )
+    return distributed.gather_objects(context, predictions)
+
+
+def evaluate_model(
+    model: nn.Module, dataset: DetectionDataset, context: distributed.Context, *, batch_size: int = 8
+) -> dict:
+    """The dataset's headline metric: VOC07 mAP@0.5 for VOC data, COCO AP@[.5:.95] for COCO data."""
+    was_training = model.training
+    predictions = predict(model, dataset, context, batch_size=batch_size)
+    model.train(was_training)
+    if not context.is_main:
+        return {"metric_name": None, "value": None}
+    if isinstance(dataset, CocoDetection):
+        report = evaluate_coco_predictions(predictions, dataset)
+        return {**report, "metric_name": "AP", "value": report["AP"]}
+    report = evaluate_voc_predictions(predictions, dataset, metric="voc07")
+    return {**report, "metric_name": "mAP", "value": report["mAP"]}
+
+
+def write_results(predictions: list[dict], dataset: DetectionDataset, out: Path, *, split: str) -> list[Path]:
+    """VOC devkit files (``comp4_det_<split>_<class>.txt``) and a COCO results JSON."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    if not isinstance(dataset, CocoDetection):
+        detections = voc_detections(predictions, dataset.classes, {str(s.image_id) for s in dataset.samples})
+        paths += write_voc_results(out / "voc", split, detections, dataset.classes)
+    _, id_map, category_ids = coco_ground_truth(dataset)
+    write_coco_results(out / "coco_results.json", coco_results(predictions, id_map, category_ids))
+    paths.append(out / "coco_results.json")
+    return paths

@@ -1,0 +1,258 @@
+"""``bof pretrain``: classification pretraining of a detector backbone, with or without mixup (Tables 5-6).
+
+ImageNet layout (``<root>/train/<class>/*``, ``<root>/val/<class>/*``): the synthetic
+classification set by default, ImageNet at paper scale. Label smoothing 0.1, cosine
+schedule with warmup, SGD; mixup in its classification form (§3.1: per-batch
+``lam ~ Beta(0.2, 0.2)``, each image mixed with the reversed batch). The run folder gets
+``backbone.pt`` (what ``model.pretrained`` of a detector run loads), ``checkpoint.pt``
+(resumed automatically), ``metrics.json`` (top-1 per epoch) and ``run.json``.
+
+Augmentation here is torchvision's ImageFolder pipeline, which draws from each worker's
+torch generator; those are seeded from the run's seed and the epoch, so a run repeats
+exactly for a given number of workers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torchvision import datasets
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from bof.config import to_dict
+from bof.engine import distributed
+from bof.engine.checkpoint import load_checkpoint, save_checkpoint
+from bof.engine.provenance import environment
+from bof.errors import BofError, ConfigError
+from bof.io import atomic_write_json
+from bof.models import backbone_weights, classifier
+from bof.tricks.lr_schedule import build_scheduler
+from bof.tricks.mixup import ClassificationMixup
+from bof.tricks.random import generator_for
+
+BACKBONE_FORMAT = "bof-backbone-1"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    seed: int = 0
+    data: str = "data/synth/classification"
+    backbone: Literal["darknet53", "resnet50", "resnet101", "small_resnet"] = "darknet53"
+    width: float = 1.0
+    depth: float = 1.0
+    image_size: int = 224
+    epochs: int = 120
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 5
+    label_smoothing: float = 0.1
+    mixup: bool = False
+    mixup_alpha: float = 0.2
+    workers: int = 4
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
+            raise ConfigError("pretrain: epochs and batch_size must be >= 1 and image_size >= 16")
+        if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or self.mixup_alpha <= 0:
+            raise ConfigError("pretrain: need lr > 0, 0 <= label_smoothing < 1 and mixup_alpha > 0")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"pretrain.warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+
+
+def image_folders(config: PretrainConfig) -> tuple[datasets.ImageFolder, datasets.ImageFolder]:
+    root = Path(config.data)
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise BofError(
+                f"{root / split}: classification folder is missing (expected <root>/train/<class>/ and <root>/val/<class>/)"
+            )
+    normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    train = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(config.image_size, scale=(0.35, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            *normalize,
+        ]
+    )
+    val = v2.Compose(
+        [v2.ToImage(), v2.Resize(config.image_size, antialias=True), v2.CenterCrop(config.image_size), *normalize]
+    )
+    train_set, val_set = datasets.ImageFolder(root / "train", train), datasets.ImageFolder(root / "val", val)
+    if train_set.classes != val_set.classes:
+        raise BofError(f"{root}: train and val hold different classes")
+    return train_set, val_set
+
+
+def no_mixup(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
+    return images, targets
+
+
+@torch.no_grad()
+def accuracy(model, loader, context: distributed.Context) -> float:
+    model.eval()
+    correct = torch.zeros(2, device=context.device)
+    for images, labels in loader:
+        logits = model(images.to(context.device))
+        correct += torch.tensor(
+            [(logits.argmax(1) == labels.to(context.device)).sum(), len(labels)], device=context.device
+        )
+    if context.distributed:
+        torch.distributed.all_reduce(correct)
+    model.train()
+    return float(correct[0] / correct[1])
+
+
+def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True) -> dict:
+    context = distributed.setup(config.device)
+    try:
+        return _pretrain(config, Path(out), context, progress)
+    finally:
+        distributed.teardown()
+
+
+def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, progress: bool) -> dict:
+    torch.manual_seed(config.seed)
+    train_set, val_set = image_folders(config)
+    num_classes = len(train_set.classes)
+    model = classifier(config.backbone, num_classes, width=config.width, depth=config.depth).to(context.device)
+    network = DistributedDataParallel(model) if context.distributed else model
+    per_rank = config.batch_size // context.world_size
+    iters_per_epoch = len(train_set) // config.batch_size
+    if iters_per_epoch < 1 or per_rank < 1:
+        raise ConfigError(
+            f"pretrain.batch_size {config.batch_size} does not fit {len(train_set)} images on {context.world_size} processes"
+        )
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
+    )
+    scheduler = build_scheduler(
+        optimizer,
+        iters_per_epoch=iters_per_epoch,
+        epochs=config.epochs,
+        warmup_epochs=config.warmup_epochs,
+        mode="cosine",
+    )
+    use_amp = config.amp and context.device.type == "cuda"
+    scaler = torch.amp.GradScaler(context.device.type, enabled=use_amp)
+    mix = ClassificationMixup(config.mixup_alpha) if config.mixup else no_mixup
+    val_loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(val_set, range(context.rank, len(val_set), context.world_size)),
+        batch_size=per_rank,
+        num_workers=config.workers,
+    )
+    state = {"epoch": 0, "iteration": 0, "top1": [], "train_seconds": 0.0, "images_seen": 0}
+    checkpoint_path = out / "checkpoint.pt"
+    if checkpoint_path.exists():
+        saved = load_checkpoint(checkpoint_path)
+        if saved.get("config") != to_dict(config):
+            raise BofError(f"{checkpoint_path}: holds a run of a different config; use another --out folder")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        state = saved["state"]
+    wall_started = time.time()
+    for epoch in range(state["epoch"], config.epochs):
+        sampler = (
+            torch.utils.data.DistributedSampler(train_set, shuffle=True, seed=config.seed, drop_last=True)
+            if context.distributed
+            else torch.utils.data.RandomSampler(
+                train_set, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+            )
+        )
+        if context.distributed:
+            sampler.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(
+            train_set,
+            batch_size=per_rank,
+            sampler=sampler,
+            num_workers=config.workers,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(config.seed * 7919 + epoch),
+        )
+        network.train()
+        started = time.perf_counter()
+        for images, labels in tqdm(
+            loader,
+            desc=f"pretrain {epoch + 1}/{config.epochs}",
+            disable=not (progress and context.is_main),
+            leave=False,
+        ):
+            images, labels = images.to(context.device), labels.to(context.device)
+            targets = F.one_hot(labels, num_classes).float()
+            images, targets = mix(images, targets, generator_for(config.seed, epoch, state["iteration"], context.rank))
+            with torch.autocast(context.device.type, dtype=torch.float16, enabled=use_amp):
+                loss = F.cross_entropy(network(images), targets, label_smoothing=config.label_smoothing)
+            if not torch.isfinite(loss):
+                raise BofError(
+                    f"pretrain iteration {state['iteration']} (epoch {epoch + 1}): loss is {float(loss)}; stopped, last checkpoint: {checkpoint_path}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            state["iteration"] += 1
+            state["images_seen"] += len(images) * context.world_size
+        state["train_seconds"] += time.perf_counter() - started
+        state["top1"].append({"epoch": epoch + 1, "top1": accuracy(model, val_loader, context)})
+        state["epoch"] = epoch + 1
+        if context.is_main:
+            save_checkpoint(
+                {
+                    "config": to_dict(config),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "state": state,
+                },
+                checkpoint_path,
+            )
+        distributed.barrier(context)
+    top1 = state["top1"][-1]["top1"]
+    if context.is_main:
+        save_checkpoint(
+            {
+                "format": BACKBONE_FORMAT,
+                "backbone": config.backbone,
+                "width": config.width,
+                "depth": config.depth,
+                "weights": backbone_weights(model),
+                "classes": train_set.classes,
+                "mixup": config.mixup,
+                "top1": top1,
+                "config": to_dict(config),
+            },
+            out / "backbone.pt",
+        )
+        atomic_write_json(out / "metrics.json", {"top1": top1, "curve": state["top1"], "mixup": config.mixup})
+        atomic_write_json(
+            out / "run.json",
+            {
+                "config": to_dict(config),
+                "seed": config.seed,
+                "train_images": len(train_set),
+                "val_images": len(val_set),
+                "world_size": context.world_size,
+                "wall_seconds": time.time() - wall_started,
+                "images_per_second": state["images_seen"] / state["train_seconds"] if state["train_seconds"] else None,
+                "top1": top1,
+                **environment(context.device),
+            },
+        )
+    return {"top1": top1, "curve": state["top1"]}

@@ -1,0 +1,47 @@
+"""What produced a result: versions, git commit, device. Written into every run.json."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+from bof import __version__
+
+
+def git_state(folder: Path | None = None) -> dict:
+    folder = folder or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain"], cwd=folder, capture_output=True, text=True, check=True, timeout=10
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def environment(device: torch.device) -> dict:
+    return {
+        "versions": {
+            "bof": __version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "cuda": torch.version.cuda,
+        },
+        "git": git_state(),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()})",
+        "host": platform.node(),
+    }

@@ -1,0 +1,334 @@
+"""``bof train``: one training loop for every detector.
+
+The loop knows nothing of the tricks: mixup, augmentation and random shapes arrive
+through the dataset and the batch sampler, label smoothing and mixup weights through the
+model's losses, the schedule through ``LambdaLR(lr_at)``, synchronized BN through the
+model. Everything it writes goes to the run folder::
+
+    checkpoint.pt    model, optimizer, scheduler, scaler, RNG, epoch/iteration (every epoch, atomic)
+    model.pt         inference weights (plain BN) + config + classes
+    config.yaml      the resolved config
+    train_log.jsonl  losses, lr and throughput every ``run.log_every`` iterations
+    val_curve.json   validation metric every ``run.val_every`` epochs (Figure 6b)
+    metrics.json     the final validation report
+    run.json         config, seed, versions, git commit, device, wall time, images/s, metrics
+
+A run folder that already holds a checkpoint of the same config resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from bof.config import TrainConfig, to_dict
+from bof.data.detection import collate_detection
+from bof.data.training import KeyedBatchSampler
+from bof.engine import distributed
+from bof.engine.build import open_split, size_schedule, training_set
+from bof.engine.checkpoint import load_checkpoint, save_checkpoint
+from bof.engine.predict import evaluate_model
+from bof.engine.provenance import environment
+from bof.errors import BofError, ConfigError
+from bof.io import atomic_write_json, atomic_write_text
+from bof.models import build_detector
+from bof.tricks.lr_schedule import build_scheduler, parameter_groups
+from bof.tricks.sync_bn import convert_batchnorm, plain_batchnorm
+
+CHECKPOINT_FORMAT = "bof-train-checkpoint-1"
+MODEL_FORMAT = "bof-model-1"
+RUN_ONLY_KEYS = ("workers", "log_every", "device")  # may change between a run and its resume
+
+
+class NonFiniteLossError(BofError):
+    """A loss term became NaN or infinite; training stops, the last checkpoint stays."""
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # the next epoch to run
+    iteration: int = 0
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    val_curve: list[dict] = field(default_factory=list)
+
+
+def comparable(config: dict) -> dict:
+    return {**config, "run": {k: v for k, v in config["run"].items() if k not in RUN_ONLY_KEYS}}
+
+
+def move(images, targets, device: torch.device) -> tuple[list[torch.Tensor], list[dict]]:
+    """uint8 images -> float [0, 1] on the device; per-box tensors of the targets alongside."""
+    images = [image.to(device, non_blocking=True).float().div_(255) for image in images]
+    targets = [
+        {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+        for t in targets
+    ]
+    return images, targets
+
+
+def check_finite(
+    losses: dict[str, torch.Tensor], iteration: int, epoch: int, checkpoint: Path, saved_epoch: int
+) -> None:
+    values = torch.stack([value.detach().float() for value in losses.values()])
+    if bool(torch.isfinite(values).all()):
+        return
+    bad = {name: float(value.detach()) for name, value in losses.items() if not math.isfinite(float(value.detach()))}
+    last = f"{checkpoint} (after epoch {saved_epoch})" if saved_epoch else "none yet"
+    raise NonFiniteLossError(
+        f"iteration {iteration} (epoch {epoch + 1}): loss term "
+        + ", ".join(f"'{name}' is {value}" for name, value in bad.items())
+        + f"; training stopped, last good checkpoint: {last}"
+    )
+
+
+class Trainer:
+    """Holds what one run needs; ``fit()`` runs the remaining epochs."""
+
+    def __init__(self, config: TrainConfig, out: Path, context: distributed.Context, *, progress: bool = True):
+        self.config, self.out, self.context, self.show_progress = config, Path(out), context, progress
+        self.checkpoint_path = self.out / "checkpoint.pt"
+        torch.manual_seed(config.seed)
+        self.train_data = open_split(config.data, "train")
+        self.val_data = open_split(config.data, "val")
+        if self.val_data.classes != self.train_data.classes:
+            raise ConfigError(
+                f"data: train and val have different classes ({self.train_data.classes} vs {self.val_data.classes})"
+            )
+        self.classes = self.train_data.classes
+        per_rank_batch = config.optim.batch_size // context.world_size
+        if per_rank_batch < 1 or config.optim.batch_size % context.world_size:
+            raise ConfigError(
+                f"optim.batch_size {config.optim.batch_size} does not split over {context.world_size} processes"
+            )
+        self.per_rank_batch = per_rank_batch
+        self.iters_per_epoch = len(self.train_data) // config.optim.batch_size
+        if self.iters_per_epoch < 1:
+            raise ConfigError(
+                f"optim.batch_size {config.optim.batch_size} is larger than the training set ({len(self.train_data)} images)"
+            )
+        pretrained = (
+            load_checkpoint(config.model.pretrained) if config.model.pretrained not in (None, "imagenet") else None
+        )
+        model = build_detector(config, len(self.classes), pretrained)
+        bn = config.tricks.batchnorm
+        self.model = convert_batchnorm(model, bn.mode, group_size=bn.group_size).to(context.device)
+        if context.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        groups = parameter_groups(
+            self.model, config.optim.weight_decay, decay_norm_and_bias=config.optim.decay_norm_and_bias
+        )
+        self.optimizer = torch.optim.SGD(groups, lr=config.optim.lr, momentum=config.optim.momentum)
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            iters_per_epoch=self.iters_per_epoch,
+            epochs=config.optim.epochs,
+            warmup_epochs=config.optim.warmup_epochs,
+            mode=config.tricks.lr_schedule,
+            step_epochs=config.optim.step_epochs,
+            step_factor=config.optim.step_factor,
+        )
+        self.use_amp = config.run.amp and context.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(context.device.type, enabled=self.use_amp)
+        self.network: nn.Module = self.model
+        if context.distributed:
+            self.network = DistributedDataParallel(
+                self.model, device_ids=[context.local_rank] if context.device.type == "cuda" else None
+            )
+        self.state = Progress()
+        self.training_set = training_set(config, self.train_data)
+        self.size_at = size_schedule(config)
+
+    # --- checkpoints ---
+
+    def resume(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        saved = load_checkpoint(self.checkpoint_path)
+        if saved.get("format") != CHECKPOINT_FORMAT:
+            raise BofError(f"{self.checkpoint_path}: not a bof training checkpoint")
+        if comparable(saved["config"]) != comparable(to_dict(self.config)):
+            raise BofError(
+                f"{self.checkpoint_path}: holds a run of a different config; use another --out folder or delete it to start over"
+            )
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        torch.set_rng_state(saved["torch_rng"])
+        self.state = Progress(**saved["progress"])
+        return True
+
+    def save(self) -> None:
+        if not self.context.is_main:
+            return
+        save_checkpoint(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": to_dict(self.config),
+                "classes": self.classes,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "progress": vars(self.state),
+            },
+            self.checkpoint_path,
+        )
+
+    # --- the loop ---
+
+    def loader(self, epoch: int) -> torch.utils.data.DataLoader:
+        if self.context.distributed:
+            sampler = torch.utils.data.DistributedSampler(
+                self.training_set,
+                num_replicas=self.context.world_size,
+                rank=self.context.rank,
+                shuffle=True,
+                seed=self.config.seed,
+                drop_last=True,
+            )
+            sampler.set_epoch(epoch)
+        else:
+            generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+            sampler = torch.utils.data.RandomSampler(self.training_set, generator=generator)
+        batches = KeyedBatchSampler(
+            sampler,
+            self.per_rank_batch,
+            epoch=epoch,
+            first_iteration=epoch * self.iters_per_epoch,
+            size_at=self.size_at,
+        )
+        return torch.utils.data.DataLoader(
+            self.training_set,
+            batch_sampler=batches,
+            num_workers=self.config.run.workers,
+            collate_fn=collate_detection,
+            pin_memory=self.context.device.type == "cuda",
+        )
+
+    def train_epoch(self, epoch: int, log) -> None:
+        self.network.train()
+        loader = self.loader(epoch)
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{self.config.optim.epochs}",
+            unit="it",
+            disable=not (self.show_progress and self.context.is_main),
+            leave=False,
+        )
+        started, window = time.perf_counter(), []
+        for images, targets in bar:
+            images, targets = move(images, targets, self.context.device)
+            with torch.autocast(self.context.device.type, dtype=torch.float16, enabled=self.use_amp):
+                losses = self.network(images, targets)
+            check_finite(losses, self.state.iteration, epoch, self.checkpoint_path, self.state.epoch)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(sum(losses.values())).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.state.iteration += 1
+            self.state.images_seen += len(images) * self.context.world_size
+            window.append({name: float(value.detach()) for name, value in losses.items()})
+            if len(window) == self.config.run.log_every or self.state.iteration % self.iters_per_epoch == 0:
+                record = {name: sum(w[name] for w in window) / len(window) for name in window[0]}
+                record.update(iteration=self.state.iteration, epoch=epoch + 1, lr=self.optimizer.param_groups[0]["lr"])
+                bar.set_postfix(
+                    loss=f"{sum(v for k, v in record.items() if k.startswith('loss')):.3f}", lr=f"{record['lr']:.2e}"
+                )
+                log(record)
+                window = []
+        self.state.train_seconds += time.perf_counter() - started
+
+    def validate(self, epoch: int) -> dict:
+        report = evaluate_model(self.model, self.val_data, self.context, batch_size=max(1, self.per_rank_batch))
+        if self.context.is_main:
+            point = {
+                "epoch": epoch + 1,
+                "iteration": self.state.iteration,
+                "metric": report["metric_name"],
+                "value": report["value"],
+            }
+            self.state.val_curve.append(point)
+            atomic_write_json(self.out / "val_curve.json", self.state.val_curve)
+        return report
+
+    def fit(self) -> dict:
+        config, out = self.config, self.out
+        resumed = self.resume()
+        if self.context.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
+        log_path = out / "train_log.jsonl"
+
+        def log(record: dict) -> None:
+            if self.context.is_main:
+                with open(log_path, "a") as stream:
+                    stream.write(json.dumps(record) + "\n")
+
+        if resumed and self.context.is_main:
+            print(f"resuming {out} at epoch {self.state.epoch + 1} (iteration {self.state.iteration})")
+        wall_started = time.time()
+        report = None
+        for epoch in range(self.state.epoch, config.optim.epochs):
+            self.train_epoch(epoch, log)
+            self.state.epoch = epoch + 1
+            last = epoch + 1 == config.optim.epochs
+            if last or (config.run.val_every and (epoch + 1) % config.run.val_every == 0):
+                report = self.validate(epoch)
+            self.save()
+            distributed.barrier(self.context)
+        if report is None:  # resumed after the last epoch: evaluate again for the final report
+            report = evaluate_model(self.model, self.val_data, self.context, batch_size=max(1, self.per_rank_batch))
+        if self.context.is_main:
+            self.finish(report, time.time() - wall_started)
+        return report
+
+    def finish(self, report: dict, wall_seconds: float) -> None:
+        out = self.out
+        inference = plain_batchnorm(self.model).state_dict()
+        save_checkpoint(
+            {"format": MODEL_FORMAT, "config": to_dict(self.config), "classes": self.classes, "model": inference},
+            out / "model.pt",
+        )
+        metrics = {key: value for key, value in report.items() if key != "predictions"}
+        atomic_write_json(out / "metrics.json", metrics)
+        images_per_second = self.state.images_seen / self.state.train_seconds if self.state.train_seconds else None
+        atomic_write_json(
+            out / "run.json",
+            {
+                "config": to_dict(self.config),
+                "seed": self.config.seed,
+                "classes": self.classes,
+                "train_images": len(self.train_data),
+                "val_images": len(self.val_data),
+                "iterations": self.state.iteration,
+                "world_size": self.context.world_size,
+                "amp": self.use_amp,
+                "wall_seconds": wall_seconds,
+                "train_seconds": self.state.train_seconds,
+                "images_per_second": images_per_second,
+                "metric": {"name": report["metric_name"], "value": report["value"]},
+                **environment(self.context.device),
+            },
+        )
+
+
+def train(config: TrainConfig, out: str | Path, *, progress: bool = True) -> dict:
+    """Train (or resume) one run; returns the final validation report."""
+    context = distributed.setup(config.run.device)
+    try:
+        return Trainer(config, Path(out), context, progress=progress).fit()
+    finally:
+        distributed.teardown()

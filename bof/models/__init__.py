@@ -1,0 +1,99 @@
+"""Detectors and backbones. ``MODELS`` maps ``model.arch`` to a plain builder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bof.config import TrainConfig
+from bof.errors import ConfigError
+from bof.models.darknet import Classifier, Darknet53
+from bof.models.faster_rcnn import FasterRCNN, backbone_state, faster_rcnn, resnet_body
+from bof.models.yolov3 import YOLOv3
+from bof.tricks.label_smoothing import default_sigmoid_eps
+
+SOFTMAX_SMOOTHING = 0.1  # eps of Eq. 3 for softmax heads, as in [21]
+
+
+def classifier(backbone: str, num_classes: int, *, width: float = 1.0, depth: float = 1.0) -> nn.Module:
+    """A pretraining network: the detector's backbone plus pooling and a linear classifier."""
+    if backbone == "darknet53":
+        body = Darknet53(width=width, depth=depth)
+        return Classifier(body, body.out_channels[-1], num_classes)
+    return resnet_body(backbone, width=width, num_classes=num_classes)
+
+
+def backbone_weights(network: nn.Module) -> dict:
+    """The part of a pretraining network that a detector loads."""
+    return network.backbone.state_dict() if isinstance(network, Classifier) else backbone_state(network)
+
+
+def _check_pretrained(pretrained: dict, config: TrainConfig) -> dict:
+    if pretrained.get("format") != "bof-backbone-1":
+        raise ConfigError(f"model.pretrained: {config.model.pretrained} is not a `bof pretrain` backbone.pt")
+    expected = {"backbone": config.model.backbone, "width": config.model.width, "depth": config.model.depth}
+    found = {key: pretrained.get(key) for key in expected}
+    if config.model.backbone in ("resnet50", "resnet101"):
+        expected.pop("width"), expected.pop("depth"), found.pop("width"), found.pop("depth")
+    if found != expected:
+        raise ConfigError(f"model.pretrained: checkpoint is for {found}, the model is {expected}")
+    return pretrained["weights"]
+
+
+def build_yolov3(config: TrainConfig, num_classes: int, pretrained: dict | None) -> YOLOv3:
+    model = YOLOv3(
+        num_classes,
+        width=config.model.width,
+        depth=config.model.depth,
+        input_size=config.model.input_size,
+        objectness_prior=config.model.objectness_prior,
+        label_smoothing=default_sigmoid_eps(num_classes) if config.tricks.label_smoothing else 0.0,
+    )
+    if pretrained is not None:
+        model.backbone.load_state_dict(_check_pretrained(pretrained, config))
+    elif config.model.pretrained == "imagenet":
+        raise ConfigError("model.pretrained: torchvision has no ImageNet Darknet-53; pretrain it with `bof pretrain`")
+    return model
+
+
+def build_faster_rcnn(config: TrainConfig, num_classes: int, pretrained: dict | None) -> FasterRCNN:
+    backbone = config.model.backbone
+    body = None
+    if pretrained is not None or config.model.pretrained == "imagenet":
+        body = resnet_body(backbone, width=config.model.width, frozen_bn=backbone != "small_resnet")
+        if pretrained is not None:
+            body.load_state_dict(_check_pretrained(pretrained, config), strict=False)
+        else:
+            from torchvision.models import get_model
+
+            body.load_state_dict(get_model(backbone, weights="IMAGENET1K_V1").state_dict())
+    return faster_rcnn(
+        num_classes,
+        backbone=backbone,
+        width=config.model.width,
+        min_size=config.model.min_size,
+        max_size=config.model.max_size,
+        label_smoothing=SOFTMAX_SMOOTHING if config.tricks.label_smoothing else 0.0,
+        body=body,
+    )
+
+
+MODELS = {"yolov3": build_yolov3, "faster_rcnn": build_faster_rcnn}
+
+
+def build_detector(config: TrainConfig, num_classes: int, pretrained: dict | None = None) -> nn.Module:
+    return MODELS[config.model.arch](config, num_classes, pretrained)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def inference_flops(model: nn.Module, image_size: tuple[int, int] = (256, 256)) -> int:
+    """FLOPs of one forward pass in eval mode on a ``image_size`` image (torch's counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model([torch.rand(3, *image_size)])
+    return counter.get_total_flops()

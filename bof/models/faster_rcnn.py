@@ -1,0 +1,285 @@
+"""Faster R-CNN [17] from torchvision's parts, with the freebies in its losses.
+
+torchvision is changed only through its extension points:
+
+* ``WeightedRPN`` subclasses ``RegionProposalNetwork`` and replaces
+  ``assign_targets_to_anchors`` and ``compute_loss``, so every sampled anchor carries the
+  mixup weight of the ground truth it is matched to (1 for background);
+* ``WeightedRoIHeads`` subclasses ``RoIHeads``: ``select_training_samples`` also records
+  each sampled proposal's weight, the box predictor's outputs are kept, and the
+  classification/regression loss is recomputed with those weights and with label
+  smoothing over the K + 1 softmax classes (§3.2).
+
+The model is assembled as torchvision's ``GeneralizedRCNN`` from its public classes, with
+ResNet-50/101 + FPN at paper scale and a narrow ResNet for CPU presets. Labels are
+0-based outside (as everywhere in ``bof``) and shifted past the background class inside.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet50, resnet101
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.resnet import BasicBlock
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import boxes as box_ops
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def _matched_weights(matched_idxs: torch.Tensor, target: dict) -> torch.Tensor:
+    """The mixup weight of each anchor's/proposal's matched ground truth; 1 where unmatched."""
+    weights = target.get("weights")
+    if weights is None or len(weights) == 0:
+        return torch.ones(len(matched_idxs), device=matched_idxs.device)
+    matched = weights.to(matched_idxs.device)[matched_idxs.clamp(min=0)]
+    return torch.where(matched_idxs >= 0, matched, torch.ones_like(matched))
+
+
+class WeightedRPN(RegionProposalNetwork):
+    """RPN whose objectness and box losses weight each sampled anchor by its ground truth's mixup weight."""
+
+    def assign_targets_to_anchors(self, anchors, targets):
+        labels, matched_gt_boxes, self._anchor_weights = [], [], []
+        for anchors_per_image, target in zip(anchors, targets, strict=True):
+            gt_boxes = target["boxes"]
+            if gt_boxes.numel() == 0:
+                matched_gt_boxes.append(torch.zeros_like(anchors_per_image))
+                labels.append(torch.zeros(len(anchors_per_image), dtype=torch.float32, device=anchors_per_image.device))
+                self._anchor_weights.append(torch.ones(len(anchors_per_image), device=anchors_per_image.device))
+                continue
+            matched_idxs = self.proposal_matcher(box_ops.box_iou(gt_boxes, anchors_per_image))
+            matched_gt_boxes.append(gt_boxes[matched_idxs.clamp(min=0)])
+            labels_per_image = (matched_idxs >= 0).to(torch.float32)
+            labels_per_image[matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0.0
+            labels_per_image[matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
+            labels.append(labels_per_image)
+            self._anchor_weights.append(_matched_weights(matched_idxs, target))
+        return labels, matched_gt_boxes
+
+    def compute_loss(self, objectness, pred_bbox_deltas, labels, regression_targets):
+        sampled_pos, sampled_neg = self.fg_bg_sampler(labels)
+        sampled_pos = torch.where(torch.cat(sampled_pos))[0]
+        sampled = torch.cat([sampled_pos, torch.where(torch.cat(sampled_neg))[0]])
+        weights = torch.cat(self._anchor_weights)
+        objectness = objectness.flatten()
+        labels = torch.cat(labels)
+        regression_targets = torch.cat(regression_targets)
+        box_loss = (
+            F.smooth_l1_loss(
+                pred_bbox_deltas[sampled_pos], regression_targets[sampled_pos], beta=1 / 9, reduction="none"
+            ).sum(1)
+            * weights[sampled_pos]
+        ).sum() / max(sampled.numel(), 1)
+        objectness_loss = (
+            F.binary_cross_entropy_with_logits(objectness[sampled], labels[sampled], reduction="none")
+            * weights[sampled]
+        ).mean()
+        return objectness_loss, box_loss
+
+
+class _KeepOutputs(nn.Module):
+    """Wraps the box predictor and keeps its last outputs for the weighted loss."""
+
+    def __init__(self, predictor: nn.Module):
+        super().__init__()
+        self.predictor = predictor
+        self.last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor):
+        self.last = self.predictor(x)
+        return self.last
+
+
+class WeightedRoIHeads(RoIHeads):
+    """RoI heads whose box loss is cross-entropy with label smoothing ``eps`` and mixup weights."""
+
+    def __init__(self, *args, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.box_predictor = _KeepOutputs(self.box_predictor)
+        self.label_smoothing = label_smoothing
+
+    def select_training_samples(self, proposals, targets):
+        proposals, matched_idxs, labels, regression_targets = super().select_training_samples(proposals, targets)
+        self._sampled = (
+            torch.cat([_matched_weights(m, t) for m, t in zip(matched_idxs, targets, strict=True)]),
+            torch.cat(labels),
+            torch.cat(regression_targets),
+        )
+        return proposals, matched_idxs, labels, regression_targets
+
+    def forward(self, features, proposals, image_shapes, targets=None):
+        result, losses = super().forward(features, proposals, image_shapes, targets)
+        if self.training:
+            losses = self.box_loss(*self.box_predictor.last, *self._sampled)
+        return result, losses
+
+    def box_loss(self, class_logits, box_regression, weights, labels, regression_targets) -> dict[str, torch.Tensor]:
+        """torchvision's ``fastrcnn_loss`` with per-sample weights and label smoothing."""
+        classification = F.cross_entropy(class_logits, labels, label_smoothing=self.label_smoothing, reduction="none")
+        positive = torch.where(labels > 0)[0]
+        box_regression = box_regression.reshape(len(labels), box_regression.size(-1) // 4, 4)
+        box = F.smooth_l1_loss(
+            box_regression[positive, labels[positive]], regression_targets[positive], beta=1 / 9, reduction="none"
+        )
+        return {
+            "loss_classifier": (classification * weights).mean(),
+            "loss_box_reg": (box.sum(1) * weights[positive]).sum() / max(labels.numel(), 1),
+        }
+
+
+class SmallResNet(nn.Module):
+    """A narrow ResNet (one BasicBlock a stage, channels 64-512 times ``width``) for CPU
+    presets, with torchvision ResNet's layer names so the same FPN and loading code apply."""
+
+    def __init__(self, *, width: float = 0.25, num_classes: int = 1000):
+        super().__init__()
+        channels = [max(8, int(c * width)) for c in (64, 128, 256, 512)]
+        self.conv1 = nn.Conv2d(3, channels[0], 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        layers, previous = [], channels[0]
+        for index, out in enumerate(channels):
+            stride = 1 if index == 0 else 2
+            downsample = None
+            if stride != 1 or previous != out:
+                downsample = nn.Sequential(nn.Conv2d(previous, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+            layers.append(nn.Sequential(BasicBlock(previous, out, stride, downsample)))
+            previous = out
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(previous, num_classes)
+        self.stage_channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet_body(name: str, *, width: float = 0.25, num_classes: int = 1000, frozen_bn: bool = False) -> nn.Module:
+    """The classification network whose body a Faster R-CNN backbone reuses."""
+    norm = {"norm_layer": FrozenBatchNorm2d} if frozen_bn else {}
+    if name == "resnet50":
+        return resnet50(num_classes=num_classes, **norm)
+    if name == "resnet101":
+        return resnet101(num_classes=num_classes, **norm)
+    if name == "small_resnet":
+        return SmallResNet(width=width, num_classes=num_classes)
+    raise ValueError(f"unknown Faster R-CNN backbone {name!r}")
+
+
+def stage_channels(body: nn.Module) -> list[int]:
+    return [
+        layer[-1].conv2.out_channels if isinstance(layer[-1], BasicBlock) else layer[-1].conv3.out_channels
+        for layer in (body.layer1, body.layer2, body.layer3, body.layer4)
+    ]
+
+
+class FasterRCNN(nn.Module):
+    """torchvision's ``GeneralizedRCNN`` with weighted, smoothed losses and 0-based labels."""
+
+    def __init__(self, detector: GeneralizedRCNN):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: Sequence[torch.Tensor], targets: Sequence[dict] | None = None):
+        if targets is not None:
+            targets = [
+                {
+                    "boxes": t["boxes"].as_subclass(torch.Tensor).float(),
+                    "labels": t["labels"].long() + 1,
+                    "weights": t.get("weights", torch.ones(len(t["labels"]))).float(),
+                }
+                for t in targets
+            ]
+        output = self.detector(list(images), targets)
+        if self.training:
+            return output
+        return [{**detections, "labels": detections["labels"] - 1} for detections in output]
+
+
+def faster_rcnn(
+    num_classes: int,
+    *,
+    backbone: str = "resnet50",
+    width: float = 0.25,
+    min_size: int = 600,
+    max_size: int = 1000,
+    label_smoothing: float = 0.0,
+    body: nn.Module | None = None,
+    trainable_layers: int = 3,
+) -> FasterRCNN:
+    """Faster R-CNN + FPN for ``num_classes`` object classes.
+
+    ``body`` is the (pretrained) classification network; without it a fresh one is built.
+    The paper-scale backbones freeze BN (as Detectron and torchvision do) and the first
+    ``5 - trainable_layers`` stages; the small CPU backbone trains everything.
+    """
+    small = backbone == "small_resnet"
+    if body is None:
+        body = resnet_body(backbone, width=width, frozen_bn=not small)
+    if not small:
+        trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+        for name, parameter in body.named_parameters():
+            parameter.requires_grad_(any(name.startswith(layer) for layer in trainable))
+    fpn_channels, representation = (64, 256) if small else (256, 1024)
+    features = BackboneWithFPN(
+        body,
+        return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+        in_channels_list=stage_channels(body),
+        out_channels=fpn_channels,
+    )
+    sizes = ((16,), (32,), (64,), (128,), (256,)) if small else ((32,), (64,), (128,), (256,), (512,))
+    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+    top_n = (
+        (dict(training=1000, testing=500), dict(training=500, testing=300))
+        if small
+        else (dict(training=2000, testing=1000), dict(training=2000, testing=1000))
+    )
+    rpn = WeightedRPN(
+        anchors,
+        RPNHead(fpn_channels, anchors.num_anchors_per_location()[0]),
+        fg_iou_thresh=0.7,
+        bg_iou_thresh=0.3,
+        batch_size_per_image=256,
+        positive_fraction=0.5,
+        pre_nms_top_n=top_n[0],
+        post_nms_top_n=top_n[1],
+        nms_thresh=0.7,
+    )
+    roi_heads = WeightedRoIHeads(
+        MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2),
+        TwoMLPHead(fpn_channels * 7 * 7, representation),
+        FastRCNNPredictor(representation, num_classes + 1),
+        fg_iou_thresh=0.5,
+        bg_iou_thresh=0.5,
+        batch_size_per_image=128 if small else 512,
+        positive_fraction=0.25,
+        bbox_reg_weights=None,
+        score_thresh=0.01,
+        nms_thresh=0.5,
+        detections_per_img=100,
+        label_smoothing=label_smoothing,
+    )
+    transform = GeneralizedRCNNTransform(min_size, max_size, IMAGENET_MEAN, IMAGENET_STD)
+    return FasterRCNN(GeneralizedRCNN(features, rpn, roi_heads, transform))
+
+
+def backbone_state(body: nn.Module) -> OrderedDict:
+    """The body's weights without its classification layer (what a detector loads)."""
+    return OrderedDict((k, v) for k, v in body.state_dict().items() if not k.startswith("fc."))

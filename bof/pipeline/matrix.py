@@ -1,0 +1,491 @@
+"""The experiment matrix: a preset (``config/<name>.yaml``) plus the table definitions
+(``config/tables.yaml``) expanded into pretraining and training jobs.
+
+Every table cell names a detector, a set of tricks relative to that detector's baseline
+tricks, and whether the backbone was pretrained with mixup. Those three settle the job:
+its directory name (the *combo*) is a canonical slug of the differences from the
+baseline, so a combination that two tables share trains once, and ``seeds`` repeat
+every job. The Snakefile asks this module for its targets and for each job's resolved
+config; nothing here runs anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bof.config import TrainConfig, build, to_dict
+from bof.engine.pretrain import PretrainConfig
+from bof.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Job:
+    detector: str  # canonical detector name (after `same_as`)
+    combo: str
+    seed: int
+
+    @classmethod
+    def of(cls, wildcards) -> Job:
+        """The job a Snakemake rule's ``{detector}/{combo}/{seed}`` wildcards name."""
+        return cls(wildcards.detector, wildcards.combo, int(wildcards.seed))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A loaded preset: its YAML as a dict plus the table definitions it uses."""
+
+    path: Path
+    raw: dict
+    tables: dict
+
+    @property
+    def name(self) -> str:
+        return self.raw["name"]
+
+    @property
+    def results(self) -> str:
+        return self.raw["results"]
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.raw["seeds"])
+
+    @property
+    def dataset(self) -> dict:
+        return self.raw["dataset"]
+
+
+def load_preset(path: str | Path, raw: dict | None = None) -> Preset:
+    """Read a preset (or take its already-loaded ``raw`` dict) and the tables it names."""
+    path = Path(path)
+    if raw is None:
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"{path}: cannot read the preset ({error})") from None
+    tables_path = (path.parent / raw.get("tables_file", "tables.yaml")).resolve()
+    try:
+        all_tables = yaml.safe_load(tables_path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{tables_path}: cannot read the table definitions ({error})") from None
+    unknown = [name for name in raw["tables"] if name not in all_tables]
+    if unknown:
+        raise ConfigError(f"{path}: tables {unknown} are not defined in {tables_path}")
+    preset = Preset(path, raw, {name: all_tables[name] for name in raw["tables"]})
+    for name, table in preset.tables.items():
+        for detector in table_detectors(table):
+            if detector not in raw["detectors"]:
+                raise ConfigError(f"{path}: {name} needs detector '{detector}', which the preset does not define")
+    for job in jobs(preset):  # builds every config once, so a bad value fails at start
+        train_config(preset, job)
+    return preset
+
+
+def table_detectors(table: dict) -> list[str]:
+    if table["kind"] == "pairs":
+        return [row["detector"] for row in table["rows"]]
+    return [table["detector"]]
+
+
+def canonical(preset: Preset, detector: str) -> str:
+    seen = [detector]
+    while "same_as" in preset.raw["detectors"][detector]:
+        detector = preset.raw["detectors"][detector]["same_as"]
+        if detector in seen:
+            raise ConfigError(f"{preset.path}: detectors {seen} refer to each other in a loop")
+        seen.append(detector)
+    return detector
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        merged[key] = _merge(merged.get(key, {}), value) if isinstance(value, dict) else value
+    return merged
+
+
+def _tricks(preset: Preset, detector: str, changes: dict) -> dict:
+    """The detector's baseline tricks with ``changes`` applied; the preset's random-shape
+    range and mixup-off epochs fill in the details the tables leave open."""
+    spec = preset.raw["detectors"][detector]
+    tricks = _merge(spec.get("tricks", {}), changes)
+    if tricks.get("random_shapes", {}).get("enabled"):
+        tricks["random_shapes"] = _merge(spec.get("random_shapes", {}), tricks["random_shapes"])
+    if tricks.get("mixup", {}).get("mode", "off") != "off":
+        tricks["mixup"].setdefault("off_last_epochs", spec.get("mixup_off_last_epochs", 0))
+    return tricks
+
+
+def combo_name(tricks: dict, baseline: dict, pretrain_mixup: bool) -> str:
+    """A readable, canonical name for what differs from the baseline, e.g.
+    ``bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix``; ``baseline`` when nothing does."""
+    parts = []
+    if tricks.get("augmentation", True) != baseline.get("augmentation", True):
+        parts.append("aug" if tricks.get("augmentation", True) else "noaug")
+    bn = tricks.get("batchnorm", {})
+    if bn != baseline.get("batchnorm", {}):
+        parts.append(
+            f"bn-{bn.get('mode', 'plain')}"
+            + (f"{bn['group_size']}" if bn.get("mode") == "group" and "group_size" in bn else "")
+        )
+    if tricks.get("random_shapes", {}).get("enabled", False) != baseline.get("random_shapes", {}).get("enabled", False):
+        parts.append("shapes" if tricks.get("random_shapes", {}).get("enabled") else "noshapes")
+    if tricks.get("lr_schedule", "step") != baseline.get("lr_schedule", "step"):
+        parts.append(tricks.get("lr_schedule", "step"))
+    if tricks.get("label_smoothing", False) != baseline.get("label_smoothing", False):
+        parts.append("smooth" if tricks.get("label_smoothing") else "nosmooth")
+    mixup = tricks.get("mixup", {})
+    if mixup.get("mode", "off") != baseline.get("mixup", {}).get("mode", "off") or (
+        mixup.get("mode", "off") != "off" and mixup != baseline.get("mixup", {})
+    ):
+        if mixup.get("mode") == "fixed":
+            parts.append("mix-fixed")
+        elif mixup.get("mode") == "beta":
+            parts.append(f"mix-beta{mixup.get('alpha', 1.5):g}-{mixup.get('beta', 1.5):g}")
+        else:
+            parts.append("nomix")
+        if mixup.get("mode", "off") != "off" and not mixup.get("weighted", True):
+            parts[-1] += "-unweighted"
+    if pretrain_mixup:
+        parts.append("premix")
+    return "_".join(parts) or "baseline"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table entry: which job holds its number, for each seed."""
+
+    detector: str
+    combo: str
+    tricks_json: str  # the effective tricks, JSON (hashable)
+    pretrain_mixup: bool
+
+
+def cell(preset: Preset, detector: str, changes: dict, pretrain_mixup: bool) -> Cell:
+    detector = canonical(preset, detector)
+    tricks = _tricks(preset, detector, changes)
+    baseline = _tricks(preset, detector, {})
+    return Cell(
+        detector, combo_name(tricks, baseline, pretrain_mixup), json.dumps(tricks, sort_keys=True), pretrain_mixup
+    )
+
+
+def table_cells(preset: Preset, name: str) -> list[list[Cell]]:
+    """The table's cells, row by row (``rows``: one column; ``pairs``: baseline and BoF; ``grid``: the grid)."""
+    table = preset.tables[name]
+    if table["kind"] == "rows":
+        return [
+            [cell(preset, table["detector"], row["tricks"], row.get("pretrain_mixup", False))] for row in table["rows"]
+        ]
+    if table["kind"] == "pairs":
+        return [
+            [
+                cell(
+                    preset,
+                    row["detector"],
+                    row["baseline"].get("tricks", {}),
+                    row["baseline"].get("pretrain_mixup", False),
+                ),
+                cell(preset, row["detector"], row["bof"].get("tricks", {}), row["bof"].get("pretrain_mixup", False)),
+            ]
+            for row in table["rows"]
+        ]
+    if table["kind"] == "grid":
+        return [
+            [
+                cell(
+                    preset, table["detector"], _merge(table.get("tricks", {}), column["tricks"]), row["pretrain_mixup"]
+                )
+                for column in table["columns"]
+            ]
+            for row in table["rows"]
+        ]
+    raise ConfigError(f"{preset.path}: table {name} has unknown kind {table['kind']!r}")
+
+
+def figure_cells(preset: Preset) -> dict[str, tuple[Cell, ...]]:
+    """The runs each model-based figure compares, chosen from the preset's tables when they
+    hold them (Figure 6b: Table 2's step and cosine rows; Figures 7-9: Table 4's freebies),
+    otherwise the minimal pair on the YOLOv3 baseline."""
+    detectors = preset.raw["detectors"]
+    figures: dict[str, tuple[Cell, ...]] = {}
+    if "yolov3" in detectors:
+        baseline = cell(preset, "yolov3", {}, False)
+        figures["figure5"] = (
+            baseline,
+            cell(preset, "yolov3", {"mixup": {"mode": "beta", "alpha": 1.5, "beta": 1.5}}, False),
+        )
+        if "table2" in preset.tables:
+            rows = {row["name"]: row for row in preset.tables["table2"]["rows"]}
+            figures["figure6"] = tuple(
+                cell(preset, "yolov3", rows[name]["tricks"], False)
+                for name in ("+ random training shapes", "+ cosine lr schedule")
+            )
+        else:
+            figures["figure6"] = (baseline, cell(preset, "yolov3", {"lr_schedule": "cosine"}, False))
+    for name, detector in (("figure8", "yolov3"), ("figure9", "frcnn_r50")):
+        if "table4" in preset.tables:
+            row = next((r for r in preset.tables["table4"]["rows"] if r["detector"] == detector), None)
+            if row is not None:
+                figures[name] = (
+                    cell(
+                        preset,
+                        detector,
+                        row["baseline"].get("tricks", {}),
+                        row["baseline"].get("pretrain_mixup", False),
+                    ),
+                    cell(preset, detector, row["bof"].get("tricks", {}), row["bof"].get("pretrain_mixup", False)),
+                )
+                continue
+        table = {"yolov3": "table2", "frcnn_r50": "table3"}[detector]
+        if table in preset.tables:
+            rows = {row["name"]: row for row in preset.tables[table]["rows"]}
+            figures[name] = (
+                cell(preset, detector, rows["baseline"]["tricks"], False),
+                cell(preset, detector, preset.tables[table]["rows"][-1]["tricks"], False),
+            )
+    if "figure8" in figures:
+        figures["figure7"] = (figures["figure8"][1],)
+    return figures
+
+
+def figure_metric(preset: Preset, figure: str) -> str:
+    """Figures 8-9 show per-category AP: COCO's when Table 4 is made, else VOC's."""
+    return "coco" if "table4" in preset.tables else "voc07"
+
+
+def cells(preset: Preset) -> dict[tuple[str, str], Cell]:
+    """Every distinct (detector, combo) of the preset's tables and figures; two cells with
+    the same key must describe the same training (the slug is canonical, so they do)."""
+    found: dict[tuple[str, str], Cell] = {}
+    entries = [entry for name in preset.tables for row in table_cells(preset, name) for entry in row]
+    entries += [entry for pair in figure_cells(preset).values() for entry in pair]
+    for entry in entries:
+        previous = found.setdefault((entry.detector, entry.combo), entry)
+        if previous != entry:
+            raise ConfigError(
+                f"{preset.path}: combination {entry.combo} of {entry.detector} is defined two different ways"
+            )
+    return found
+
+
+def jobs(preset: Preset) -> list[Job]:
+    return [Job(detector, combo, seed) for (detector, combo) in sorted(cells(preset)) for seed in preset.seeds]
+
+
+# --- paths ---
+
+
+def data_root(preset: Preset) -> str:
+    return preset.dataset["root"]
+
+
+def dataset_marker(preset: Preset) -> str:
+    """Written once the dataset is complete (synthesised, or downloaded and checked)."""
+    return f"{preset.results}/data/dataset.json"
+
+
+def val_annotations(preset: Preset) -> str:
+    """COCO JSON of the validation split (converted from VOC XML when the data is VOC)."""
+    if preset.dataset["kind"] == "coco":
+        return f"{data_root(preset)}/{preset.dataset['val'][0]}"
+    return f"{preset.results}/data/instances_val.json"
+
+
+def val_annotations_input(preset: Preset) -> str:
+    """What the COCO evaluation waits for: the converted file, or the COCO annotations download."""
+    if preset.dataset["kind"] == "coco":
+        return f"{data_root(preset)}/.bof/coco2017_annotations.done"
+    return val_annotations(preset)
+
+
+def val_annotations_from_input(preset: Preset, annotations_input: str) -> str:
+    """The COCO JSON behind :func:`val_annotations_input`'s path (itself, or the download's file)."""
+    if preset.dataset["kind"] == "coco":
+        return val_annotations(preset)
+    return annotations_input
+
+
+def run_dir(preset: Preset, job: Job) -> str:
+    return f"{preset.results}/runs/{job.detector}/{job.combo}/seed{job.seed}"
+
+
+def eval_dir(preset: Preset, job: Job) -> str:
+    return f"{preset.results}/eval/{job.detector}/{job.combo}/seed{job.seed}"
+
+
+def pretrain_key(preset: Preset, detector: str) -> str | None:
+    spec = preset.raw["detectors"][canonical(preset, detector)]
+    return spec["model"]["backbone"] if spec.get("pretrained", "pipeline") == "pipeline" else None
+
+
+def pretrain_dir(preset: Preset, backbone: str, mixup: bool) -> str:
+    return f"{preset.results}/pretrain/{backbone}/{'mixup' if mixup else 'plain'}"
+
+
+def pretrain_jobs(preset: Preset) -> list[tuple[str, bool]]:
+    needed = set()
+    for entry in cells(preset).values():
+        key = pretrain_key(preset, entry.detector)
+        if key is None:
+            if entry.pretrain_mixup:
+                raise ConfigError(
+                    f"{preset.path}: {entry.detector} uses fixed pretrained weights, but a table needs a mixup-pretrained backbone"
+                )
+            continue
+        needed.add((key, entry.pretrain_mixup))
+    return sorted(needed)
+
+
+def metric_path(preset: Preset, job: Job, metric: str) -> str:
+    return f"{eval_dir(preset, job)}/{'voc07' if metric == 'voc07' else 'coco'}.json"
+
+
+def metric_targets(preset: Preset) -> list[str]:
+    """Every metrics file the tables and Figures 8-9 read."""
+    targets = set()
+    wanted = [
+        (entry, table["metric"])
+        for name, table in preset.tables.items()
+        for row in table_cells(preset, name)
+        for entry in row
+    ]
+    wanted += [
+        (entry, figure_metric(preset, name))
+        for name, pair in figure_cells(preset).items()
+        if name in ("figure8", "figure9")
+        for entry in pair
+    ]
+    for entry, metric in wanted:
+        for seed in preset.seeds:
+            targets.add(metric_path(preset, Job(entry.detector, entry.combo, seed), metric))
+    return sorted(targets)
+
+
+def figure_data_targets(preset: Preset) -> list[str]:
+    figures = figure_cells(preset)
+    targets = [f"{preset.results}/figure_data/{name}.json" for name in ("figure5", "figure7") if name in figures]
+    if "figure6" in figures:
+        targets += [
+            f"{run_dir(preset, Job(c.detector, c.combo, s))}/val_curve.json"
+            for c in figures["figure6"]
+            for s in preset.seeds
+        ]
+    return targets
+
+
+def figure_models(preset: Preset, figure: str) -> list[str]:
+    """model.pt of the runs a model-based figure compares (first seed)."""
+    return [
+        f"{run_dir(preset, Job(c.detector, c.combo, preset.seeds[0]))}/model.pt" for c in figure_cells(preset)[figure]
+    ]
+
+
+# --- job configs ---
+
+
+def data_section(preset: Preset) -> dict:
+    dataset = preset.dataset
+    if dataset["kind"] == "coco":
+        root = data_root(preset)
+        return {
+            "format": "coco",
+            "root": f"{root}/{dataset['images']['train']}",
+            "val_root": f"{root}/{dataset['images']['val']}",
+            "train": [f"{root}/{dataset['train'][0]}"],
+            "val": [f"{root}/{dataset['val'][0]}"],
+        }
+    return {"format": "voc", "root": f"{data_root(preset)}/VOCdevkit", "train": dataset["train"], "val": dataset["val"]}
+
+
+def train_config(preset: Preset, job: Job) -> TrainConfig:
+    entry = cells(preset)[(job.detector, job.combo)]
+    spec = preset.raw["detectors"][job.detector]
+    model = dict(spec["model"])
+    key = pretrain_key(preset, job.detector)
+    if key is not None:
+        model["pretrained"] = f"{pretrain_dir(preset, key, entry.pretrain_mixup)}/backbone.pt"
+    elif spec.get("pretrained") == "imagenet":
+        model["pretrained"] = "imagenet"
+    data = {
+        "seed": job.seed,
+        "data": data_section(preset),
+        "model": model,
+        "tricks": json.loads(entry.tricks_json),
+        "optim": spec.get("optim", {}),
+        "run": spec.get("run", {}),
+    }
+    try:
+        return build(TrainConfig, data)
+    except ConfigError as error:
+        raise ConfigError(f"{preset.path}: {job.detector}/{job.combo}: {error}") from None
+
+
+def pretrain_config(preset: Preset, backbone: str, mixup: bool) -> PretrainConfig:
+    spec = preset.raw["pretrain"].get(backbone)
+    if spec is None:
+        raise ConfigError(f"{preset.path}: no `pretrain.{backbone}` settings")
+    data = {
+        **spec,
+        "backbone": backbone,
+        "mixup": mixup,
+        "data": preset.dataset["classification"],
+        "seed": preset.seeds[0],
+    }
+    try:
+        return build(PretrainConfig, data)
+    except ConfigError as error:
+        raise ConfigError(f"{preset.path}: pretrain.{backbone}: {error}") from None
+
+
+def train_config_json(preset: Preset, job: Job) -> str:
+    return json.dumps(to_dict(train_config(preset, job)), sort_keys=True)
+
+
+def pretrain_config_json(preset: Preset, backbone: str, mixup: bool) -> str:
+    return json.dumps(to_dict(pretrain_config(preset, backbone, mixup)), sort_keys=True)
+
+
+# --- what the rules pass on the command line ---
+
+
+def check_arguments(preset: Preset, split: str) -> str:
+    """``bof data check``/``to-coco`` arguments naming the preset's train or val data (shell-quoted)."""
+    data = data_section(preset)
+    items = data["train"] if split == "train" else data["val"]
+    if data["format"] == "voc":
+        return f"--voc {shlex.quote(data['root'])} --sets {shlex.quote(','.join(items))}"
+    root = data["val_root"] if split == "val" else data["root"]
+    return f"--coco {shlex.quote(items[0])} --images {shlex.quote(root)}"
+
+
+def pretrained_input(preset: Preset, job: Job) -> list[str]:
+    """The backbone file a training job needs from the pretrain rule (none for fixed weights)."""
+    key = pretrain_key(preset, job.detector)
+    if key is None:
+        return []
+    return [f"{pretrain_dir(preset, key, cells(preset)[(job.detector, job.combo)].pretrain_mixup)}/backbone.pt"]
+
+
+def gpus(preset: Preset, detector: str) -> int:
+    return int(preset.raw["detectors"][canonical(preset, detector)].get("resources", {}).get("gpus", 0))
+
+
+def launcher(gpu_count: int) -> str:
+    """``bof``, or ``torchrun`` with one process per GPU when a job has several."""
+    if gpu_count > 1:
+        return f"torchrun --standalone --nproc_per_node {gpu_count} -m bof"
+    return "bof"
+
+
+def voc_evaluation_arguments(preset: Preset) -> str:
+    """``--devkit --year --split`` of the VOC validation set, for ``bof evaluate voc``."""
+    data = data_section(preset)
+    year, split = data["val"][0].split(":")
+    return f"--devkit {shlex.quote(data['root'])} --year {shlex.quote(year)} --split {shlex.quote(split)}"

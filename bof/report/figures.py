@@ -1,0 +1,175 @@
+"""Figures 2-9 from data, metrics and saved detections; no model runs here.
+
+2-3: classification vs geometry-preserving detection mixup on two training images.
+4: mixing-ratio densities.  5: the "elephant in the room" slide (from figure5.json).
+6: (a) cosine vs step schedules of the preset's YOLOv3 settings, (b) their validation curves.
+7: example detections (from figure7.json).  8-9: per-category AP gain of the freebies over
+the baseline, YOLOv3 and Faster R-CNN (red: gain, blue: drop, as in the paper).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import draw_bounding_boxes  # noqa: E402
+
+from bof.config import (
+    DataConfig,  # noqa: E402
+    build,  # noqa: E402
+)
+from bof.data.images import load_image  # noqa: E402
+from bof.engine.build import open_split  # noqa: E402
+from bof.engine.figure_data import composite  # noqa: E402
+from bof.pipeline.matrix import Job, Preset, data_section, figure_cells, figure_metric, metric_path, run_dir  # noqa: E402
+from bof.report.tricks import figure_beta, figure_lr_schedules, figure_mixup, save_figure  # noqa: E402
+
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe", "#008080")
+
+
+def _colour(label: int) -> str:
+    return PALETTE[label % len(PALETTE)]
+
+
+def _draw(axis, image: torch.Tensor, detections: dict, classes: list[str], title: str) -> None:
+    boxes = torch.tensor(detections["boxes"], dtype=torch.float32).reshape(-1, 4)
+    labels = [
+        f"{classes[label]} {score:.2f}" for label, score in zip(detections["labels"], detections["scores"], strict=True)
+    ]
+    drawn = (
+        draw_bounding_boxes(
+            image, boxes, labels=labels, colors=[_colour(label) for label in detections["labels"]], width=2
+        )
+        if len(boxes)
+        else image
+    )
+    axis.imshow(drawn.permute(1, 2, 0).numpy())
+    axis.set_title(title, fontsize=8)
+    axis.axis("off")
+
+
+def figures_2_to_4(preset: Preset, folder: Path) -> list[Path]:
+    dataset = open_split(build(DataConfig, data_section(preset)), "train", check_images="none")
+    first, second = 0, len(dataset) // 2
+    paths = figure_mixup(dataset[first], dataset[second], folder / "figure2.png", folder / "figure3.png")
+    paths.append(figure_beta(folder / "figure4.png"))
+    return paths
+
+
+def figure5(data_path: Path, folder: Path) -> Path:
+    data = json.loads(data_path.read_text())
+    room = load_image(Path(data["room"]["path"]))
+    source = load_image(Path(data["intruder"]["path"]))
+    x0, y0, x1, y1 = data["intruder"]["box"]
+    patch = source[:, y0:y1, x0:x1]
+    frames = data["frames"]
+    shown = sorted({0, len(frames) // 3, 2 * len(frames) // 3, len(frames) - 1})
+    figure = plt.figure(figsize=(3 * len(shown), 8.5))
+    grid = figure.add_gridspec(3, len(shown), height_ratios=[1, 1, 0.9])
+    for column, index in enumerate(shown):
+        doctored = composite(room, patch, frames[index]["box"])
+        for row, name in enumerate(("baseline", "mixup")):
+            axis = figure.add_subplot(grid[row, column])
+            visible = {
+                k: [v for v, s in zip(frames[index][name][k], frames[index][name]["scores"], strict=True) if s >= 0.3]
+                for k in ("boxes", "scores", "labels")
+            }
+            _draw(axis, doctored, visible, data["classes"], f"{name}, position {index + 1}/{len(frames)}")
+    axis = figure.add_subplot(grid[2, :])
+    for name, style in (("baseline", "o-"), ("mixup", "s-")):
+        axis.plot(range(1, len(frames) + 1), [np.mean(f[f"{name}_recall_scores"]) for f in frames], style, label=name)
+    intruder = data["classes"][data["intruder"]["label"]]
+    axis.set_xlabel(f"position of the intruding '{intruder}'")
+    axis.set_ylabel("mean score of the room's objects")
+    axis.set_ylim(0, 1)
+    axis.legend()
+    figure.suptitle("Elephant in the room: an object of an absent class slides across a test image", fontsize=10)
+    return save_figure(figure, folder / "figure5.png")
+
+
+def _curve(path: Path) -> tuple[list[int], list[float]]:
+    points = json.loads(path.read_text())
+    return [p["epoch"] for p in points], [100 * p["value"] for p in points]
+
+
+def figure6(preset: Preset, folder: Path, train_images: int) -> list[Path]:
+    spec = preset.raw["detectors"]["yolov3"]["optim"]
+    iters = max(1, train_images // spec.get("batch_size", 16))
+    paths = [
+        figure_lr_schedules(
+            folder / "figure6a.png",
+            base_lr=spec.get("lr", 1e-3),
+            iters_per_epoch=iters,
+            epochs=spec.get("epochs", 12),
+            warmup_epochs=spec.get("warmup_epochs", 0),
+            step_epochs=spec.get("step_epochs", ()),
+        )
+    ]
+    step, cosine = figure_cells(preset)["figure6"]
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for cell, label in ((step, "step"), (cosine, "cosine")):
+        curves = [
+            _curve(Path(run_dir(preset, Job(cell.detector, cell.combo, seed))) / "val_curve.json")
+            for seed in preset.seeds
+        ]
+        curves = [c for c in curves if c[0]]
+        if not curves:
+            continue
+        epochs = curves[0][0]
+        values = np.mean([c[1] for c in curves if c[0] == epochs], axis=0)
+        axis.plot(epochs, values, "o-", label=f"{label} ({cell.combo})")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation mAP (%)")
+    axis.legend(fontsize=7)
+    paths.append(save_figure(figure, folder / "figure6b.png"))
+    return paths
+
+
+def figure7(data_path: Path, folder: Path) -> Path:
+    data = json.loads(data_path.read_text())
+    images = data["images"]
+    figure, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.4), squeeze=False)
+    for axis, shown in zip(axes[0], images, strict=True):
+        _draw(
+            axis,
+            load_image(Path(shown["path"])),
+            shown["detections"],
+            data["classes"],
+            f"test image {shown['image_id']}",
+        )
+    figure.suptitle(f"Detections of the freebies-trained YOLOv3 (score >= {data['score_threshold']})", fontsize=10)
+    return save_figure(figure, folder / "figure7.png")
+
+
+def per_category(path: str | Path, metric: str) -> dict[str, float | None]:
+    report = json.loads(Path(path).read_text())
+    return report["per_category"] if metric == "coco" else report["per_class"]
+
+
+def figure_categories(preset: Preset, name: str, folder: Path) -> Path:
+    """Per-category AP of the freebies minus the baseline, averaged over seeds."""
+    baseline, bof = figure_cells(preset)[name]
+    metric = figure_metric(preset, name)
+    gains: dict[str, list[float]] = {}
+    for seed in preset.seeds:
+        before = per_category(metric_path(preset, Job(baseline.detector, baseline.combo, seed), metric), metric)
+        after = per_category(metric_path(preset, Job(bof.detector, bof.combo, seed), metric), metric)
+        for category, value in after.items():
+            if value is not None and before.get(category) is not None:
+                gains.setdefault(category, []).append(100 * (value - before[category]))
+    ordered = sorted(gains, key=lambda c: np.mean(gains[c]))
+    values = [float(np.mean(gains[c])) for c in ordered]
+    figure, axis = plt.subplots(figsize=(max(5, 0.3 * len(ordered) + 2), 3.8))
+    axis.bar(range(len(ordered)), values, color=["#d62728" if v >= 0 else "#1f77b4" for v in values])
+    axis.set_xticks(range(len(ordered)), ordered, rotation=70, fontsize=7)
+    axis.axhline(0, color="black", linewidth=0.8)
+    detector = "YOLOv3" if bof.detector == "yolov3" else "Faster R-CNN"
+    axis.set_ylabel(f"AP gain ({'COCO AP' if metric == 'coco' else 'VOC07 AP@0.5'}, points)")
+    axis.set_title(f"{detector}: per-category gain of the freebies over the baseline", fontsize=9)
+    return save_figure(figure, folder / f"{name}.png")

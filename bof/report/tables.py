@@ -1,0 +1,170 @@
+"""Tables 1-6 from metrics files alone: our value (mean ± std over seeds), the paper's value,
+and both deltas to the row's baseline, with a 95 % t-interval for our delta when several
+seeds ran. Written as Markdown, LaTeX and CSV."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bof.pipeline.matrix import Cell, Job, Preset, metric_path, table_cells
+
+
+def read_metric(path: str | Path, metric: str) -> float | None:
+    """The headline number in percent (VOC07 mAP or COCO AP), None when the file is missing."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    report = json.loads(path.read_text())
+    value = report["mAP"] if metric == "voc07" else report["AP"]
+    return None if value is None else 100.0 * value
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    cell: Cell
+    baseline: Cell
+    paper: float | None
+    paper_baseline: float | None
+
+
+def table_rows(preset: Preset, name: str) -> list[Row]:
+    """A table as a flat list of rows, each with the cell its delta is taken against."""
+    table, grid = preset.tables[name], table_cells(preset, name)
+    if table["kind"] == "rows":
+        names = [row["name"] for row in table["rows"]]
+        base = names.index(table.get("baseline", "baseline"))
+        return [
+            Row(row["name"], cells[0], grid[base][0], row.get("paper"), table["rows"][base].get("paper"))
+            for row, cells in zip(table["rows"], grid, strict=True)
+        ]
+    if table["kind"] == "pairs":
+        rows = []
+        for row, (orig, bof) in zip(table["rows"], grid, strict=True):
+            rows.append(Row(f"{row['name']}: {table['columns'][0]}", orig, orig, row["paper"][0], row["paper"][0]))
+            rows.append(Row(f"{row['name']}: {table['columns'][1]}", bof, orig, row["paper"][1], row["paper"][0]))
+        return rows
+    rows = []
+    for r, row in enumerate(table["rows"]):
+        for c, column in enumerate(table["columns"]):
+            rows.append(
+                Row(
+                    f"{row['name']} / {column['name']}",
+                    grid[r][c],
+                    grid[0][0],
+                    table["paper"][r][c],
+                    table["paper"][0][0],
+                )
+            )
+    return rows
+
+
+def _summary(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _interval(deltas: list[float]) -> tuple[float | None, float | None]:
+    if len(deltas) < 2:
+        return None, None
+    mean, sem = float(np.mean(deltas)), float(np.std(deltas, ddof=1)) / math.sqrt(len(deltas))
+    half = float(stats.t.ppf(0.975, len(deltas) - 1)) * sem
+    return mean - half, mean + half
+
+
+def table_frame(preset: Preset, name: str) -> pd.DataFrame:
+    """One row per table row: numbers, seeds and the runs they come from."""
+    metric = preset.tables[name]["metric"]
+    records = []
+    for row in table_rows(preset, name):
+        values, deltas = {}, []
+        for seed in preset.seeds:
+            value = read_metric(metric_path(preset, Job(row.cell.detector, row.cell.combo, seed), metric), metric)
+            base = read_metric(
+                metric_path(preset, Job(row.baseline.detector, row.baseline.combo, seed), metric), metric
+            )
+            if value is not None:
+                values[seed] = value
+                if base is not None:
+                    deltas.append(value - base)
+        mean, std = _summary(list(values.values()))
+        low, high = _interval(deltas)
+        records.append(
+            {
+                "model": row.name,
+                "ours": mean,
+                "ours_std": std,
+                "seeds": len(values),
+                "delta": float(np.mean(deltas)) if deltas else None,
+                "delta_ci_low": low,
+                "delta_ci_high": high,
+                "paper": row.paper,
+                "paper_delta": None
+                if row.paper is None or row.paper_baseline is None
+                else row.paper - row.paper_baseline,
+                "run": f"{row.cell.detector}/{row.cell.combo}",
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def _number(value: float | None, digits: int = 2, sign: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def formatted(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Human-readable columns: ``ours ± std``, ``delta [95 % CI]``, paper and paper delta."""
+    label = "mAP@0.5 (VOC07)" if metric == "voc07" else "AP@[.5:.95] (COCO)"
+
+    def ours(row) -> str:
+        text = _number(row.ours)
+        return text + (f" ± {row.ours_std:.2f}" if row.ours_std is not None and not math.isnan(row.ours_std) else "")
+
+    def delta(row) -> str:
+        text = _number(row.delta, sign=True)
+        if row.delta_ci_low is not None and not math.isnan(row.delta_ci_low):
+            text += f" [{row.delta_ci_low:+.2f}, {row.delta_ci_high:+.2f}]"
+        return text
+
+    return pd.DataFrame(
+        {
+            "Model": frame["model"],
+            f"ours {label}": [ours(r) for r in frame.itertuples()],
+            "ours Δ [95% CI]": [delta(r) for r in frame.itertuples()],
+            "paper": [_number(v) for v in frame["paper"]],
+            "paper Δ": [_number(v, sign=True) for v in frame["paper_delta"]],
+            "seeds": frame["seeds"],
+        }
+    )
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(table.columns))) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def write_table(preset: Preset, name: str, folder: Path) -> dict[str, Path]:
+    """``<folder>/<name>.{md,tex,csv}``; returns the paths."""
+    from bof.io import atomic_write_text
+
+    frame = table_frame(preset, name)
+    table = formatted(frame, preset.tables[name]["metric"])
+    title = preset.tables[name]["title"]
+    paths = {"md": folder / f"{name}.md", "tex": folder / f"{name}.tex", "csv": folder / f"{name}.csv"}
+    atomic_write_text(paths["md"], f"**{title}**\n\n" + to_markdown(table))
+    latex = table.to_latex(index=False, caption=title, label=f"tab:{name}", escape=True)
+    atomic_write_text(paths["tex"], latex)
+    atomic_write_text(paths["csv"], frame.to_csv(index=False))
+    return paths

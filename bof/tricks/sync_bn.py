@@ -1,0 +1,167 @@
+"""Synchronized Batch Normalization (§3.5), and the unsynchronized per-device baseline.
+
+Three ways to compute BN statistics during training, chosen by ``convert_batchnorm``:
+
+* ``"sync"``: over the whole global batch. On CUDA under DDP this is
+  ``torch.nn.SyncBatchNorm``. torch refuses SyncBatchNorm on CPU, so under the gloo
+  backend ``CPUSyncBatchNorm`` all-reduces the batch statistics itself, with the gradient
+  flowing back through the all-reduce. In a single process the batch already is global,
+  so plain BN is synchronized BN.
+* ``"group"``: over groups of ``group_size`` consecutive images, as each GPU of an
+  unsynchronized multi-GPU run would see its own small batch. This reproduces the
+  paper's baseline ("BN on each device's batch") on one machine, so Table 2's
+  "+ synchronize BN" row can be measured honestly without the GPUs: baseline =
+  ``group`` with the per-device batch, "+ SyncBN" = ``sync``.
+* ``"plain"``: leave the model as it is.
+
+Inference uses the running statistics in every mode, so none of this costs anything at
+test time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+import torch.nn.functional as F
+from torch import nn
+
+from bof.errors import ConfigError
+
+BatchNormMode = Literal["plain", "sync", "group"]
+
+
+class CPUSyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are all-reduced over the default process group.
+
+    Two all-reduces (the mean, then the centred sum of squares) keep the variance as
+    accurate as single-process BN; ``torch.distributed.nn`` makes them differentiable.
+    Ranks may hold different numbers of images.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not dist.is_available() or not dist.is_initialized():
+            return super().forward(x)
+        channels = x.shape[1]
+        count = torch.tensor([x.numel() / channels], dtype=x.dtype)
+        total = dist_nn.all_reduce(torch.cat([x.sum(dim=(0, 2, 3)), count]))
+        mean = total[:channels] / total[channels]
+        centred = x - mean[None, :, None, None]
+        var = dist_nn.all_reduce(centred.pow(2).sum(dim=(0, 2, 3))) / total[channels]
+        if self.track_running_stats:
+            with torch.no_grad():
+                n = float(total[channels])
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(var.detach() * n / max(n - 1, 1), momentum)
+                self.num_batches_tracked += 1
+        out = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return out
+
+
+class GroupBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics come from groups of ``group_size`` images.
+
+    The batch [N, C, H, W] is viewed as ``N / g`` groups; each (group, channel) pair is
+    normalised as a channel of its own by one ``F.batch_norm`` call. The running
+    statistics move towards the mean over groups of each group's statistics.
+    """
+
+    def __init__(self, num_features: int, *, group_size: int, **kwargs):
+        super().__init__(num_features, **kwargs)
+        if group_size < 1:
+            raise ConfigError(f"BN group size must be >= 1, got {group_size}")
+        self.group_size = group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        if not self.training or batch <= self.group_size:
+            return super().forward(x)
+        if batch % self.group_size:
+            raise ValueError(f"batch of {batch} does not split into groups of {self.group_size}")
+        groups, channels = batch // self.group_size, x.shape[1]
+        grouped = x.reshape(groups, self.group_size, channels, *x.shape[2:]).transpose(0, 1)
+        grouped = grouped.reshape(self.group_size, groups * channels, *x.shape[2:])
+        out = F.batch_norm(
+            grouped,
+            None,
+            None,
+            self.weight.repeat(groups) if self.affine else None,
+            self.bias.repeat(groups) if self.affine else None,
+            training=True,
+            eps=self.eps,
+        )
+        if self.track_running_stats:
+            with torch.no_grad():
+                dims = (0, *range(2, grouped.dim()))
+                per_group_mean = grouped.mean(dim=dims).view(groups, channels)
+                per_group_var = grouped.var(dim=dims, unbiased=True).view(groups, channels)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
+                self.running_mean.lerp_(per_group_mean.mean(0), momentum)
+                self.running_var.lerp_(per_group_var.mean(0), momentum)
+                self.num_batches_tracked += 1
+        out = out.reshape(self.group_size, groups, channels, *x.shape[2:]).transpose(0, 1)
+        return out.reshape(x.shape)
+
+
+def _replace_batchnorm(module: nn.Module, make) -> nn.Module:
+    """Swap every BatchNorm2d for ``make(bn)``, keeping parameters and buffers."""
+    if isinstance(module, nn.BatchNorm2d) and type(module) in (nn.BatchNorm2d, CPUSyncBatchNorm, GroupBatchNorm2d):
+        replacement = make(module).to(module.weight.device if module.affine else module.running_mean.device)
+        replacement.load_state_dict(module.state_dict())
+        replacement.train(module.training)
+        return replacement
+    for name, child in module.named_children():
+        setattr(module, name, _replace_batchnorm(child, make))
+    return module
+
+
+def _options(bn: nn.BatchNorm2d) -> dict:
+    return {"eps": bn.eps, "momentum": bn.momentum, "affine": bn.affine, "track_running_stats": bn.track_running_stats}
+
+
+def convert_batchnorm(model: nn.Module, mode: BatchNormMode, *, group_size: int = 1) -> nn.Module:
+    """Return ``model`` with its BatchNorm2d layers computing statistics as ``mode`` says."""
+    if mode == "plain":
+        return model
+    if mode == "group":
+        return _replace_batchnorm(
+            model, lambda bn: GroupBatchNorm2d(bn.num_features, group_size=group_size, **_options(bn))
+        )
+    if mode != "sync":
+        raise ConfigError(f"batch norm mode must be 'plain', 'sync' or 'group', got {mode!r}")
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return model  # one process holds the whole batch
+    if dist.get_backend() == "nccl":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return _replace_batchnorm(model, lambda bn: CPUSyncBatchNorm(bn.num_features, **_options(bn)))
+
+
+def plain_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every synchronized or grouped BN turned back into
+    ``nn.BatchNorm2d``: at inference they are all the same layer, so the deployed model
+    is the baseline architecture (the paper's "free lunch")."""
+    import copy
+
+    model = copy.deepcopy(model)
+
+    def make(bn: nn.BatchNorm2d) -> nn.BatchNorm2d:
+        return nn.BatchNorm2d(bn.num_features, **_options(bn))
+
+    def convert(module: nn.Module) -> nn.Module:
+        if isinstance(module, (nn.SyncBatchNorm, CPUSyncBatchNorm, GroupBatchNorm2d)):
+            replacement = make(module).to(
+                module.running_mean.device if module.track_running_stats else module.weight.device
+            )
+            replacement.load_state_dict(module.state_dict())
+            replacement.train(module.training)
+            return replacement
+        for name, child in module.named_children():
+            setattr(module, name, convert(child))
+        return module
+
+    return convert(model)

@@ -1,0 +1,113 @@
+"""Shared fixtures: a tiny synthetic dataset and a builder of hand-made VOC devkits."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from bof.config import load_config
+from bof.data.synth import SynthConfig, generate
+from bof.data.voc import format_voc_xml
+
+TESTS = Path(__file__).parent
+TINY_SYNTH = SynthConfig(num_images=24, image_size=96, num_classes=4, seed=3, cls_images_per_class=5, cls_image_size=32)
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory) -> Path:
+    """A 24-image synthetic dataset, generated once per test session (read-only by convention)."""
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    generate(TINY_SYNTH, out, workers=1, progress=False)
+    return out
+
+
+def write_jpeg(path: Path, width: int, height: int, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
+def make_devkit(
+    root: Path, images: dict[str, tuple[int, int, list]], *, year: str = "2007", split: str = "trainval", classes=None
+) -> Path:
+    """Write ``root/VOC<year>`` with one XML + JPEG per image id and a split file.
+
+    ``images`` maps id -> (width, height, [(name, truncated, difficult, (xmin, ymin, xmax, ymax)), ...]).
+    """
+    year_root = root / f"VOC{year}"
+    for index, (image_id, (width, height, objects)) in enumerate(images.items()):
+        xml = format_voc_xml(
+            folder=f"VOC{year}", filename=f"{image_id}.jpg", width=width, height=height, objects=objects
+        )
+        (year_root / "Annotations").mkdir(parents=True, exist_ok=True)
+        (year_root / "Annotations" / f"{image_id}.xml").write_text(xml)
+        write_jpeg(year_root / "JPEGImages" / f"{image_id}.jpg", width, height, seed=index)
+    (year_root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    (year_root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in images))
+    if classes is not None:
+        (root / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    return root
+
+
+@pytest.fixture
+def real_voc(tmp_path) -> Path:
+    """The hand-written real-VOC-shaped devkit of tests/data/voc_real, with JPEGs of the sizes its XML gives."""
+    root = tmp_path / "VOCdevkit"
+    shutil.copytree(TESTS / "data" / "voc_real", root)
+    sizes = {"000005": (500, 375), "000007": (500, 333), "2008_000008": (500, 442), "2008_000015": (500, 327)}
+    for image_id, (width, height) in sizes.items():
+        year = "VOC2012" if "_" in image_id else "VOC2007"
+        write_jpeg(root / year / "JPEGImages" / f"{image_id}.jpg", width, height)
+    return root
+
+
+@pytest.fixture
+def tiny_config(tiny_synth, tmp_path):
+    """A callable: (arch, **overrides) -> (config path, TrainConfig)."""
+
+    def make(arch: str = "yolov3", overrides: tuple[str, ...] = ()):
+        model = (
+            {"arch": "yolov3", "backbone": "darknet53", "width": 0.125, "depth": 0.34, "input_size": 64}
+            if arch == "yolov3"
+            else {"arch": "faster_rcnn", "backbone": "small_resnet", "width": 0.125, "min_size": 64, "max_size": 96}
+        )
+        data = {
+            "seed": 1,
+            "data": {
+                "format": "voc",
+                "root": str(tiny_synth / "VOCdevkit"),
+                "train": ["2007:trainval"],
+                "val": ["2007:test"],
+            },
+            "model": model,
+            "tricks": {"lr_schedule": "cosine"},
+            "optim": {"epochs": 2, "batch_size": 4, "lr": 0.002, "warmup_epochs": 0.5},
+            "run": {"workers": 0, "val_every": 1, "log_every": 2},
+        }
+        path = tmp_path / f"{arch}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path, load_config(path, list(overrides))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def smoke_pushed(tmp_path_factory):
+    """The smoke preset run end to end by `dvc repro` in a copy of the project, then pushed to a
+    local DVC remote and committed: (base folder, workspace, the repro log). Several pipeline and
+    fault tests read its results, so it runs once per session (a few minutes)."""
+    from workspace import make_workspace, run
+
+    base = tmp_path_factory.mktemp("dvc")
+    work = make_workspace(base / "work")
+    run(["dvc", "remote", "add", "-d", "local", str(base / "remote")], work)
+    reproduced = run(["dvc", "repro"], work)
+    run(["dvc", "push"], work)
+    run(["git", "add", "-A"], work)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], work)
+    return base, work, reproduced.stdout

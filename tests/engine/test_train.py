@@ -1,0 +1,192 @@
+"""``bof train``/``predict``/``pretrain`` end to end on tiny configs: outputs, provenance,
+resume after a kill, NaN handling, results files that ``bof evaluate`` scores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from bof.cli import main
+from bof.config import TrainConfig, build
+from bof.engine.checkpoint import load_checkpoint
+from bof.engine.train import NonFiniteLossError, train
+from bof.errors import BofError
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.parametrize("arch", ["yolov3", "faster_rcnn"])
+def test_train_writes_a_complete_run(tiny_config, tmp_path, arch):
+    _, config = tiny_config(arch)
+    out = tmp_path / "run"
+    report = train(config, out, progress=False)
+    for name in (
+        "checkpoint.pt",
+        "model.pt",
+        "config.yaml",
+        "train_log.jsonl",
+        "val_curve.json",
+        "metrics.json",
+        "run.json",
+    ):
+        assert (out / name).is_file(), name
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 1 and run["config"]["model"]["arch"] == arch
+    assert run["versions"]["torch"] == torch.__version__ and "commit" in run["git"] and run["device"]
+    assert run["images_per_second"] > 0 and run["iterations"] == 2 * (12 // 4)
+    curve = json.loads((out / "val_curve.json").read_text())
+    assert [p["epoch"] for p in curve] == [1, 2] and all(p["metric"] == "mAP" for p in curve)
+    assert report["value"] == curve[-1]["value"] == json.loads((out / "metrics.json").read_text())["mAP"]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["iteration"] == 6 and all(k in log[0] for k in ("lr", "epoch"))
+    saved = load_checkpoint(out / "model.pt")
+    assert saved["format"] == "bof-model-1" and saved["classes"] == ["circle", "octagon", "square", "diamond"]
+
+
+def test_predict_then_evaluate_reproduces_the_training_metric(tiny_config, tmp_path, tiny_synth, capsys):
+    _, config = tiny_config("yolov3", ("optim.epochs=1",))
+    out = tmp_path / "run"
+    report = train(config, out, progress=False)
+    assert main(["predict", "--model", str(out / "model.pt"), "--out", str(tmp_path / "pred")]) == 0
+    assert (tmp_path / "pred" / "coco_results.json").is_file()
+    assert (
+        main(
+            [
+                "evaluate",
+                "voc",
+                "--devkit",
+                str(tiny_synth / "VOCdevkit"),
+                "--results",
+                str(tmp_path / "pred" / "voc"),
+                "--out",
+                str(tmp_path / "voc.json"),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "voc.json").read_text())["mAP"] == pytest.approx(report["value"], abs=1e-9)
+
+
+def run_cli(config_path, out, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "bof", "train", "--config", str(config_path), "--out", str(out), "--quiet", *extra],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_killed_run_resumes_to_the_same_result(tiny_config, tmp_path):
+    path, config = tiny_config("yolov3", ("optim.epochs=4",))
+    overrides = ("--set", "optim.epochs=4")
+    reference = tmp_path / "reference"
+    assert run_cli(path, reference, *overrides).wait(timeout=300) == 0
+
+    killed = tmp_path / "killed"
+    process = run_cli(path, killed, *overrides)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint.pt").exists():  # wait for epoch 1 to be saved, then kill mid-run
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    epoch_at_kill = load_checkpoint(killed / "checkpoint.pt")["progress"]["epoch"]
+    assert epoch_at_kill < 4 and not (killed / "model.pt").exists()
+    resumed = run_cli(path, killed, *overrides)
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert f"resuming {killed} at epoch {epoch_at_kill + 1}" in output
+    expected, got = load_checkpoint(reference / "model.pt")["model"], load_checkpoint(killed / "model.pt")["model"]
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert (
+        json.loads((killed / "metrics.json").read_text())["mAP"]
+        == json.loads((reference / "metrics.json").read_text())["mAP"]
+    )
+
+
+def test_resume_refuses_a_different_config(tiny_config, tmp_path):
+    _, config = tiny_config("yolov3", ("optim.epochs=1",))
+    train(config, tmp_path / "run", progress=False)
+    _, other = tiny_config("yolov3", ("optim.epochs=1", "optim.lr=0.01"))
+    with pytest.raises(BofError, match="different config"):
+        train(other, tmp_path / "run", progress=False)
+
+
+def test_non_finite_loss_stops_with_iteration_and_term(tiny_config, tmp_path, monkeypatch):
+    _, config = tiny_config("yolov3", ("optim.epochs=2",))
+    import bof.models.yolov3 as yolov3
+
+    original, calls = yolov3.yolo_loss, []
+
+    def poisoned(*args, **kwargs):
+        losses = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 5:  # iteration 4, in the second epoch (3 iterations an epoch)
+            losses["loss_scale"] = losses["loss_scale"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(yolov3, "yolo_loss", poisoned)
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"iteration 4 \(epoch 2\): loss term 'loss_scale' is nan; .*checkpoint.pt \(after epoch 1\)",
+    ):
+        train(config, tmp_path / "run", progress=False)
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert saved["progress"]["epoch"] == 1 and all(
+        torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point()
+    )
+
+
+def test_pretrain_then_detector_loads_the_backbone(tiny_synth, tiny_config, tmp_path):
+    out = tmp_path / "pretrain"
+    args = [
+        "pretrain",
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        f"data={tiny_synth / 'classification'}",
+        "--set",
+        "width=0.125",
+        "--set",
+        "depth=0.34",
+    ]
+    args += [
+        "--set",
+        "image_size=32",
+        "--set",
+        "epochs=2",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "warmup_epochs=0",
+        "--set",
+        "workers=0",
+        "--set",
+        "mixup=true",
+    ]
+    assert main(args) == 0
+    backbone = load_checkpoint(out / "backbone.pt")
+    assert backbone["format"] == "bof-backbone-1" and backbone["mixup"] is True and 0 <= backbone["top1"] <= 1
+    _, config = tiny_config("yolov3", ("optim.epochs=1", f"model.pretrained={out / 'backbone.pt'}"))
+    from bof.models import build_detector
+
+    model = build_detector(config, 4, backbone)
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in backbone["weights"].items())
+    _, wrong = tiny_config("yolov3", ("model.width=0.25", f"model.pretrained={out / 'backbone.pt'}"))
+    with pytest.raises(BofError, match="checkpoint is for"):
+        build_detector(wrong, 4, backbone)
+
+
+def test_saved_config_rebuilds(tiny_config, tmp_path):
+    _, config = tiny_config("faster_rcnn", ("optim.epochs=1",))
+    train(config, tmp_path / "run", progress=False)
+    assert build(TrainConfig, load_checkpoint(tmp_path / "run" / "model.pt")["config"]) == config

@@ -1,0 +1,104 @@
+"""Pipeline faults: Snakemake killed in the middle of the matrix and started again, and a SLURM
+job cancelled with scancel: finished jobs are not rerun, unfinished ones resume from their
+checkpoints, and the results equal those of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from slurm_cluster import missing, slurm_cluster
+from workspace import environment, make_workspace, run
+
+pytestmark = pytest.mark.slow
+
+
+def metrics(results: Path) -> dict[str, dict]:
+    return {
+        str(p.relative_to(results)): json.loads(p.read_text())
+        for p in sorted((results / "eval").rglob("*.json"))
+        if "predictions" not in p.parts
+    }
+
+
+def test_killed_snakemake_resumes_and_matches_the_uninterrupted_run(smoke_pushed, tmp_path):
+    _, reference, _ = smoke_pushed
+    work = make_workspace(tmp_path / "work")
+    command = ["snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
+    process = subprocess.Popen(
+        command,
+        cwd=work,
+        env=environment(PYTHONPATH=str(work)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    runs = work / "results" / "smoke" / "runs"
+    deadline = time.time() + 900
+    while len(list(runs.rglob("model.pt"))) < 4 or not [
+        c for c in runs.rglob("checkpoint.pt") if not (c.parent / "model.pt").exists()
+    ]:
+        assert process.poll() is None and time.time() < deadline, "the run finished before it could be interrupted"
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)  # Snakemake and every job it started
+    process.wait()
+    finished = {p: p.stat().st_mtime for p in runs.rglob("model.pt")}
+    interrupted = [c.parent for c in runs.rglob("checkpoint.pt") if not (c.parent / "model.pt").exists()]
+    assert finished and interrupted
+    result = run([*command, "--rerun-incomplete"], work, timeout=1800)
+    assert all(p.stat().st_mtime == mtime for p, mtime in finished.items())  # finished jobs were not rerun
+    for folder in interrupted:
+        log = (
+            work
+            / "results"
+            / "smoke"
+            / "logs"
+            / "train"
+            / folder.parent.parent.name
+            / f"{folder.parent.name}_{folder.name}.log"
+        )
+        assert "resuming" in log.read_text(), log
+    assert metrics(work / "results" / "smoke") == metrics(reference / "results" / "smoke")
+    assert "Complete log" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("slurm-faults")
+    with slurm_cluster(base) as conf:
+        yield conf
+
+
+def test_a_cancelled_slurm_job_is_retried_and_resumes(cluster, tmp_path):
+    work = make_workspace(tmp_path / "work")
+    raw = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
+    raw["detectors"]["yolov3"]["optim"]["epochs"] = 6  # long enough to cancel it mid-training
+    (work / "config" / "long.yaml").write_text(yaml.safe_dump(raw))
+    target = "results/smoke/runs/yolov3/baseline/seed0/model.pt"
+    env = environment(PYTHONPATH=str(work), SLURM_CONF=str(cluster))
+    command = ["snakemake", target, "--profile", "profiles/slurm-test", "--configfile", "config/long.yaml"]
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checkpoint = work / "results" / "smoke" / "runs" / "yolov3" / "baseline" / "seed0" / "checkpoint.pt"
+    deadline = time.time() + 900
+    while not checkpoint.exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    jobs = subprocess.run(["squeue", "-h", "-o", "%i %j"], env=env, capture_output=True, text=True).stdout
+    running = [line.split()[0] for line in jobs.splitlines()]
+    assert running, "no SLURM job was running the training"
+    subprocess.run(["scancel", *running], env=env, check=True)
+    output, _ = process.communicate(timeout=1800)
+    assert process.returncode == 0, output[-3000:]
+    assert (work / target).exists()
+    log = (work / "results" / "smoke" / "logs" / "train" / "yolov3" / "baseline_seed0.log").read_text()
+    assert re.search(r"resuming .* at epoch \d", log), log[-2000:]

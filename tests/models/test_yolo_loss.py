@@ -1,0 +1,168 @@
+"""YOLOv3 targets and loss: assignment, ignore rule, weights, smoothing, decoding."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bof.models.yolo_loss import _assign, _gather_targets, decode, shape_iou, yolo_loss
+from bof.models.yolov3 import ANCHORS_416, YOLOv3, anchors_for
+
+NUM_CLASSES = 3
+
+
+def zero_predictions(size: int, batch: int = 1) -> list[torch.Tensor]:
+    return [torch.zeros(batch, 3, 5 + NUM_CLASSES, size // s, size // s, requires_grad=True) for s in (8, 16, 32)]
+
+
+def box_at(cx, cy, w, h):
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def target(*boxes, labels=None, weights=None):
+    t = {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(labels or [0] * len(boxes)),
+    }
+    if weights is not None:
+        t["weights"] = torch.tensor(weights, dtype=torch.float32)
+    return t
+
+
+def test_shape_iou():
+    iou = shape_iou(torch.tensor([[10.0, 20.0]]), torch.tensor([[10.0, 20.0], [20.0, 10.0], [5.0, 10.0]]))
+    assert iou.tolist() == [[pytest.approx(1.0), pytest.approx(100 / 300), pytest.approx(0.25)]]
+
+
+@pytest.mark.parametrize("anchor_index", range(9))
+def test_each_box_goes_to_its_best_anchor_and_centre_cell(anchor_index):
+    w, h = ANCHORS_416[anchor_index]
+    cx, cy = 203.0, 150.0
+    predictions = zero_predictions(416)
+    positives = _assign(_gather_targets([target(box_at(cx, cy, w, h))], "cpu"), anchors_for(416), predictions, 416)
+    level, anchor = divmod(anchor_index, 3)
+    stride = 8 * 2**level
+    for other in range(3):
+        assert len(positives[other]["weight"]) == (1 if other == level else 0)
+    found = positives[level]
+    assert [int(t) for t in found["index"]] == [0, anchor, int(cy // stride), int(cx // stride)]
+    assert found["center"].tolist() == [pytest.approx([cx / stride - cx // stride, cy / stride - cy // stride])]
+    assert found["scale"].abs().max() < 1e-5  # log(w / anchor_w) = 0
+    assert found["box_weight"].item() == pytest.approx(2 - w * h / 416**2)
+
+
+def test_anchors_scale_with_the_input_size():
+    w, h = ANCHORS_416[4]
+    predictions = zero_predictions(832)
+    positives = _assign(
+        _gather_targets([target(box_at(400, 400, 2 * w, 2 * h))], "cpu"), anchors_for(832), predictions, 832
+    )
+    assert len(positives[1]["weight"]) == 1 and positives[1]["scale"].abs().max() < 1e-5
+
+
+def test_two_boxes_on_one_anchor_and_cell_the_later_wins():
+    w, h = ANCHORS_416[8]
+    gt = _gather_targets([target(box_at(200, 200, w, h), box_at(205, 210, w, h), labels=[1, 2])], "cpu")
+    positives = _assign(gt, anchors_for(416), zero_predictions(416), 416)
+    assert positives[2]["label"].tolist() == [2]
+
+
+def test_objectness_ignores_good_non_positive_predictions():
+    """A non-positive prediction decoding onto the box (IoU > 0.7) leaves the objectness loss,
+    however confident it is; every other non-positive is pushed towards 0."""
+    size = 416
+    w, h = ANCHORS_416[6]
+    cx = cy = 200.0  # stride-32 cell 6; the positive is anchor 6 there
+    gt = torch.tensor([box_at(cx, cy, w, h)])
+    predictions = zero_predictions(size)
+    with torch.no_grad():  # anchor 7 in the same cell, shaped and placed onto the box, very confident
+        cell = predictions[2][0, 1, :, 6, 6]
+        big_w, big_h = ANCHORS_416[7]
+        cell[0] = cell[1] = torch.logit(torch.tensor(cx / 32 - 6))
+        cell[2], cell[3] = math.log(w / big_w), math.log(h / big_h)
+        cell[4] = 6.0
+    loss = yolo_loss(predictions, [target(gt[0].tolist())], anchors_for(size), size)["loss_objectness"]
+    from torchvision.ops import box_iou
+
+    expected = 0.0
+    for level, prediction in enumerate(predictions):
+        boxes = decode(
+            prediction.detach(), anchors_for(size)[3 * level : 3 * level + 3], size / prediction.shape[-1]
+        ).reshape(-1, 4)
+        logits = prediction.detach()[0, :, 4].reshape(-1)
+        kept = box_iou(boxes, gt)[:, 0] <= 0.7
+        expected += F.softplus(logits[kept]).sum().item()  # BCE(logit, 0)
+    positive = predictions[2].detach()[0, 0, 4, 6, 6]
+    expected += F.softplus(-positive).item()  # the positive, target 1 (its box overlaps too: counted once)
+    assert box_iou(decode(predictions[2].detach(), anchors_for(size)[6:9], 32.0)[0, 1, 6, 6][None], gt).item() > 0.99
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    without_rule = yolo_loss(predictions, [target(gt[0].tolist())], anchors_for(size), size, ignore_iou=1.1)[
+        "loss_objectness"
+    ]
+    assert without_rule.item() > loss.item() + 5.0  # softplus(6) would have been paid
+
+
+def test_mixup_weight_scales_every_positive_term_and_box_weight_is_applied():
+    size = 416
+    w, h = ANCHORS_416[3]
+    predictions = [
+        p.detach().normal_(generator=torch.Generator().manual_seed(i)).requires_grad_(True)
+        for i, p in enumerate(zero_predictions(size))
+    ]
+    full = yolo_loss(predictions, [target(box_at(100, 100, w, h), labels=[2], weights=[1.0])], anchors_for(size), size)
+    half = yolo_loss(predictions, [target(box_at(100, 100, w, h), labels=[2], weights=[0.5])], anchors_for(size), size)
+    for name in ("loss_center", "loss_scale", "loss_class"):
+        assert half[name].item() == pytest.approx(0.5 * full[name].item(), rel=1e-5)
+    positive = predictions[1][0, 0, :, 100 // 16, 100 // 16]
+    center_target = torch.tensor([100 / 16 - 6, 100 / 16 - 6])
+    expected = (2 - w * h / size**2) * F.binary_cross_entropy_with_logits(positive[:2], center_target, reduction="sum")
+    assert full["loss_center"].item() == pytest.approx(expected.item(), rel=1e-5)
+    objectness_drop = F.binary_cross_entropy_with_logits(positive[4], torch.tensor(1.0)).item() * 0.5
+    assert full["loss_objectness"].item() - half["loss_objectness"].item() == pytest.approx(
+        objectness_drop, abs=2e-3
+    )  # float32 sums of ~1e4
+
+
+def test_label_smoothing_on_the_class_targets():
+    size = 416
+    w, h = ANCHORS_416[0]
+    predictions = zero_predictions(size)
+    with torch.no_grad():
+        predictions[0][0, 0, 5:, 5, 5] = torch.tensor([2.0, -1.0, 0.5])
+    eps = 1 / 40
+    loss = yolo_loss(
+        predictions,
+        [target(box_at(5 * 8 + 4, 5 * 8 + 4, w, h), labels=[1])],
+        anchors_for(size),
+        size,
+        label_smoothing=eps,
+    )
+    expected = F.binary_cross_entropy_with_logits(
+        torch.tensor([2.0, -1.0, 0.5]), torch.tensor([eps, 1 - eps, eps]), reduction="sum"
+    )
+    assert loss["loss_class"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_images_without_boxes_and_gradients():
+    predictions = zero_predictions(64, batch=2)
+    loss = yolo_loss(predictions, [target(), target(box_at(30, 30, 20, 20))], anchors_for(64), 64)
+    assert all(torch.isfinite(v) for v in loss.values())
+    sum(loss.values()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in predictions)
+
+
+def test_decode_and_postprocess_roundtrip():
+    model = YOLOv3(NUM_CLASSES, width=0.125, depth=0.34, input_size=64).eval()
+    scores = torch.zeros(5, NUM_CLASSES)
+    scores[0, 1], scores[1, 1], scores[2, 2], scores[3, 0] = 0.9, 0.8, 0.7, 0.005
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [0, 0, 1, 1]])
+    result = model.postprocess(boxes, scores)
+    assert result["labels"].tolist() == [1, 2]  # the 0.8 box is suppressed by NMS (IoU 0.81); 0.005 is below threshold
+    assert result["scores"].tolist() == pytest.approx([0.9, 0.7])
+    detections = model([torch.rand(3, 50, 80)])[0]
+    assert detections["boxes"].shape[1] == 4 and len(detections["boxes"]) <= 100
+    if len(detections["boxes"]):
+        assert detections["boxes"][:, 2].max() <= 80 + 1e-3 and detections["boxes"][:, 3].max() <= 50 + 1e-3

@@ -1,0 +1,160 @@
+"""The experiment matrix: presets expand into shared, canonical jobs; the DAG is complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bof.errors import ConfigError
+from bof.pipeline import matrix
+
+ROOT = Path(__file__).resolve().parents[2]
+PRESETS = ("smoke", "mini", "voc", "coco")
+
+
+@pytest.fixture(params=PRESETS)
+def preset(request):
+    return matrix.load_preset(ROOT / "config" / f"{request.param}.yaml")
+
+
+def test_presets_load_and_every_job_has_a_valid_config(preset):
+    jobs = matrix.jobs(preset)
+    assert len({(j.detector, j.combo, j.seed) for j in jobs}) == len(jobs)
+    for job in jobs:
+        config = matrix.train_config(preset, job)
+        assert config.seed == job.seed
+    for backbone, mixup in matrix.pretrain_jobs(preset):
+        assert matrix.pretrain_config(preset, backbone, mixup).mixup is mixup
+
+
+def test_shared_combinations_train_once():
+    preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
+    t1, t2, t4, t5 = (matrix.table_cells(preset, name) for name in ("table1", "table2", "table4", "table5"))
+    assert t1[0][0] == t2[1][0]  # the baseline of Tables 1 and 2
+    assert t2[-2][0] == t5[0][0] and t2[-1][0] == t5[0][1]  # stacked rows = Table 5's plain-backbone cells
+    assert t4[2][1] == t5[1][1]  # YOLOv3 with all freebies = mixup in both phases
+    t3, t6 = matrix.table_cells(preset, "table3"), matrix.table_cells(preset, "table6")
+    assert t6[0][0] == t3[-2][0]  # frcnn_r101 is the same detector as frcnn_r50 in this preset
+    assert len(matrix.jobs(preset)) == 19 and len(matrix.pretrain_jobs(preset)) == 4
+
+
+def test_combo_names_are_canonical():
+    baseline = {"lr_schedule": "step", "batchnorm": {"mode": "group", "group_size": 4}}
+    tricks = {
+        "label_smoothing": True,
+        "lr_schedule": "cosine",
+        "batchnorm": {"mode": "sync"},
+        "random_shapes": {"enabled": True, "min": 96},
+    }
+    name = matrix.combo_name(tricks, baseline, False)
+    assert name == "bn-sync_shapes_cosine_smooth"
+    assert matrix.combo_name(dict(reversed(tricks.items())), baseline, False) == name
+    assert matrix.combo_name(baseline, baseline, False) == "baseline"
+    assert (
+        matrix.combo_name(
+            {**baseline, "mixup": {"mode": "beta", "alpha": 1.0, "beta": 1.0, "weighted": False}}, baseline, True
+        )
+        == "mix-beta1-1-unweighted_premix"
+    )
+
+
+def test_job_configs_carry_the_preset_details():
+    preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
+    rows = matrix.table_cells(preset, "table2")
+    shapes = matrix.train_config(preset, matrix.Job(rows[3][0].detector, rows[3][0].combo, 0))
+    assert shapes.tricks.random_shapes.enabled and (
+        shapes.tricks.random_shapes.min,
+        shapes.tricks.random_shapes.max,
+    ) == (96, 160)
+    assert shapes.tricks.batchnorm.mode == "sync"
+    mixed = matrix.train_config(preset, matrix.Job(rows[-1][0].detector, rows[-1][0].combo, 0))
+    assert mixed.tricks.mixup.mode == "beta" and mixed.tricks.mixup.off_last_epochs == 2
+    assert mixed.model.pretrained == "results/mini/pretrain/darknet53/plain/backbone.pt"
+    premix = matrix.table_cells(preset, "table5")[1][1]
+    assert matrix.train_config(preset, matrix.Job(premix.detector, premix.combo, 0)).model.pretrained.endswith(
+        "darknet53/mixup/backbone.pt"
+    )
+
+
+def test_bad_values_name_the_preset(tmp_path):
+    raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    raw["detectors"]["yolov3"]["optim"]["epochs"] = -1
+    (tmp_path / "tables.yaml").write_text((ROOT / "config" / "tables.yaml").read_text())
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"bad.yaml: yolov3/.*optim.epochs must be >= 1"):
+        matrix.load_preset(path)
+
+
+def snakemake(*args, cwd=ROOT, env=None):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output[output.index("Job stats:") :]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "voc",
+            {
+                "download": 3,
+                "check_data": 2,
+                "pretrain": 2,
+                "train": 15,
+                "predict": 15,
+                "evaluate_voc": 15,
+                "figure_data": 2,
+                "report": 1,
+            },
+        ),
+        (
+            "coco",
+            {
+                "download": 3,
+                "check_data": 2,
+                "pretrain": 6,
+                "train": 14,
+                "predict": 12,
+                "evaluate_coco": 12,
+                "figure_data": 2,
+                "report": 1,
+            },
+        ),
+    ],
+)
+def test_paper_presets_dry_run_the_full_dag(name, expected):
+    result = snakemake("-n", "--configfile", f"config/{name}.yaml", "--directory", str(ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    for rule, count in expected.items():
+        assert counts.get(rule) == count, (rule, counts)
+
+
+def test_a_typo_in_the_preset_is_named(tmp_path):
+    raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    raw["detectors"]["yolov3"]["mixup_of_last_epochs"] = 3
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = snakemake("-n", "--configfile", str(path))
+    assert result.returncode != 0
+    assert "mixup_of_last_epochs" in result.stdout + result.stderr
+
+
+def test_report_json_of_the_pipeline_matches_the_preset_file():
+    preset = matrix.load_preset(ROOT / "config" / "smoke.yaml")
+    round_trip = json.loads(json.dumps({"raw": preset.raw, "tables": preset.tables}))
+    assert round_trip["tables"]["table1"]["rows"][0]["name"] == "baseline"

@@ -1,0 +1,73 @@
+"""Tables from metrics files: means, standard deviations, paired deltas and 95 % t-intervals."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from scipy import stats
+
+from bof.pipeline import matrix
+from bof.report.tables import table_frame, write_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def preset(tmp_path):
+    raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    raw["seeds"] = [0, 1, 2]
+    raw["results"] = str(tmp_path / "results")
+    raw["tables"] = ["table1", "table4"]
+    return matrix.Preset(
+        tmp_path / "preset.yaml", raw, yaml.safe_load((ROOT / "config" / "tables.yaml").read_text()) | {}
+    )
+
+
+def write_metric(preset, cell, seed, value, metric):
+    path = Path(matrix.metric_path(preset, matrix.Job(cell.detector, cell.combo, seed), metric))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = "mAP" if metric == "voc07" else "AP"
+    path.write_text(json.dumps({key: value}))
+
+
+def test_means_deltas_and_intervals(preset):
+    preset = matrix.Preset(preset.path, preset.raw, {name: preset.tables[name] for name in ("table1", "table4")})
+    rows = matrix.table_cells(preset, "table1")
+    baseline = [0.50, 0.52, 0.51]
+    fixed = [0.55, 0.56, 0.58]
+    for seed in range(3):
+        write_metric(preset, rows[0][0], seed, baseline[seed], "voc07")
+        write_metric(preset, rows[1][0], seed, fixed[seed], "voc07")
+    frame = table_frame(preset, "table1")
+    row = frame.iloc[1]
+    assert row.ours == pytest.approx(100 * sum(fixed) / 3)
+    deltas = [100 * (f - b) for f, b in zip(fixed, baseline, strict=True)]
+    mean = sum(deltas) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in deltas) / 2)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert (
+        row.delta == pytest.approx(mean)
+        and row.delta_ci_low == pytest.approx(mean - half)
+        and row.delta_ci_high == pytest.approx(mean + half)
+    )
+    assert row.paper == 83.05 and row.paper_delta == pytest.approx(1.55)
+    assert frame.iloc[0].delta == 0.0 and frame.iloc[0].seeds == 3
+    assert math.isnan(frame.iloc[2].ours) and frame.iloc[2].seeds == 0  # not run yet: shown as missing
+
+
+def test_written_formats(preset, tmp_path):
+    preset = matrix.Preset(preset.path, preset.raw, {name: preset.tables[name] for name in ("table1", "table4")})
+    rows = matrix.table_cells(preset, "table4")
+    for seed in range(3):
+        for orig, bof in rows:
+            write_metric(preset, orig, seed, 0.30 + 0.01 * seed, "coco")
+            write_metric(preset, bof, seed, 0.33 + 0.01 * seed, "coco")
+    paths = write_table(preset, "table4", tmp_path / "tables")
+    markdown = paths["md"].read_text()
+    assert "| YOLOv3: Our BoF | 34.00 ± 1.00 | +3.00 [+3.00, +3.00] | 37.00 | +4.00 | 3 |" in markdown
+    assert "\\begin{tabular}" in paths["tex"].read_text() and "Faster-RCNN R101" in paths["tex"].read_text()
+    assert paths["csv"].read_text().splitlines()[0].startswith("model,ours,ours_std,seeds,delta")

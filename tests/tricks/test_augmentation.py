@@ -1,0 +1,243 @@
+"""Data augmentation (§3.3): photometric distortion, expansion, constrained crop, resize, flip."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torchvision import tv_tensors
+from torchvision.ops import box_iou
+from torchvision.transforms.v2 import functional as F
+
+from bof.tricks.augmentation import SingleStageAugment, TwoStageAugment, hflip, keep_boxes
+from bof.tricks.photometric import PhotometricParams, make_photometric_params, photometric_distort
+from bof.tricks.random import generator_for
+from bof.tricks.ssd_crop import Expansion, Window, crop_boxes, expand_crop_resize, sample_crop
+
+COEF = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+
+
+def reference_distort(image: torch.Tensor, p: PhotometricParams) -> torch.Tensor:
+    """Step by step in float64, no clipping in between (the GluonCV semantics), written per pixel."""
+    x = image.double()
+
+    def contrast(x):
+        if p.contrast is None:
+            return x
+        gray = (x * COEF[:, None, None]).sum(0).mean()
+        return x * p.contrast + (1 - p.contrast) * gray
+
+    def saturation(x):
+        if p.saturation is None:
+            return x
+        gray = (x * COEF[:, None, None]).sum(0, keepdim=True)
+        return x * p.saturation + (1 - p.saturation) * gray
+
+    def hue(x):
+        if p.hue_degrees is None:
+            return x
+        u, w = math.cos(math.radians(p.hue_degrees)), math.sin(math.radians(p.hue_degrees))
+        tyiq = torch.tensor(
+            [[0.299, 0.587, 0.114], [0.596, -0.274, -0.321], [0.211, -0.523, 0.311]], dtype=torch.float64
+        )
+        rotate = torch.tensor([[1.0, 0, 0], [0, u, -w], [0, w, u]], dtype=torch.float64)
+        t = torch.linalg.inv(tyiq) @ rotate @ tyiq
+        return torch.einsum("ij,jhw->ihw", t, x)
+
+    if p.brightness is not None:
+        x = x + p.brightness
+    for step in (contrast, saturation, hue) if p.contrast_first else (saturation, hue, contrast):
+        x = step(x)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fused_photometric_equals_the_steps(seed):
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 256, (3, 17, 23), dtype=torch.uint8, generator=generator)
+    params = make_photometric_params(generator_for(seed), p=0.7)
+    got, expected = photometric_distort(image, params), reference_distort(image, params)
+    assert (got.int() - expected.int()).abs().max() <= 1  # float32 vs float64 rounding at .5
+    assert (got != expected).float().mean() < 0.01
+
+
+def test_photometric_single_steps():
+    image = torch.tensor([[[10, 200]], [[20, 100]], [[30, 0]]], dtype=torch.uint8)
+    assert torch.equal(photometric_distort(image, PhotometricParams()), image)
+    assert photometric_distort(image, PhotometricParams(brightness=30.0)).flatten().tolist() == [
+        40,
+        230,
+        50,
+        130,
+        60,
+        30,
+    ]
+    gray = photometric_distort(image, PhotometricParams(saturation=0.0))
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
+    flat = photometric_distort(image, PhotometricParams(contrast=0.0))  # every pixel becomes the mean luma
+    assert flat.unique().numel() == 1
+    assert torch.equal(photometric_distort(image, PhotometricParams(hue_degrees=0.0)), image)
+    assert photometric_distort(image, PhotometricParams(brightness=-255.0)).eq(0).all()  # clipped once, at the end
+
+
+def test_each_step_applied_about_half_the_time():
+    draws = [make_photometric_params(generator_for(i)) for i in range(2000)]
+    for name in ("brightness", "contrast", "saturation", "hue_degrees"):
+        share = sum(getattr(d, name) is not None for d in draws) / len(draws)
+        assert 0.45 < share < 0.55
+    assert all(-32 <= d.brightness <= 32 for d in draws if d.brightness is not None)
+    assert all(0.5 <= d.contrast <= 1.5 for d in draws if d.contrast is not None)
+
+
+def test_expand_crop_resize_matches_resizing_the_built_canvas():
+    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(56.0), indexing="ij")
+    image = (
+        torch.stack([100 + 2 * xs, 50 + 3 * ys, 200 - xs - ys]).round().to(torch.uint8)
+    )  # smooth: differences come from placement only
+    placement = Expansion(left=20, top=12, canvas_width=120, canvas_height=80)
+    fill = (1.0, 2.0, 3.0)
+    canvas = torch.tensor(fill).to(torch.uint8)[:, None, None].repeat(1, 80, 120)
+    canvas[:, 12:52, 20:76] = image
+    # a crop inside the image: exactly F.resize of that crop
+    inside = Window(24, 14, 40, 30)
+    expected = F.resize(canvas[:, 14:44, 24:64], [32, 32], antialias=True)
+    assert torch.equal(expand_crop_resize(image, placement, inside, (32, 32), fill), expected)
+    # crops that show the fill: the same picture, the image's edges within half an output pixel
+    for crop in (Window(0, 0, 120, 80), Window(8, 4, 60, 50), Window(60, 40, 60, 40)):
+        got = expand_crop_resize(image, placement, crop, (48, 48), fill)
+        reference = F.resize(
+            canvas[:, crop.top : crop.top + crop.height, crop.left : crop.left + crop.width], [48, 48], antialias=True
+        )
+        difference = (got.int() - reference.int()).abs()
+        assert difference.float().mean() < 3.0
+        assert (difference > 40).float().mean() < 0.1  # only a seam along the image's edge
+    far = Window(100, 60, 20, 20)  # no image at all
+    assert torch.equal(
+        expand_crop_resize(image, placement, far, (8, 8), fill),
+        torch.tensor([1, 2, 3], dtype=torch.uint8)[:, None, None].expand(3, 8, 8),
+    )
+
+
+def test_crop_drops_boxes_whose_centre_leaves_with_their_labels_and_weights():
+    boxes = tv_tensors.BoundingBoxes(
+        torch.tensor([[0.0, 0, 10, 10], [8, 8, 30, 30], [12, 0, 16, 4]]), format="XYXY", canvas_size=(40, 40)
+    )
+    window = Window(6, 0, 14, 14)  # centres (5,5) out, (19,19) out, (14,2) in
+    kept, keep = crop_boxes(boxes.as_subclass(torch.Tensor), window)
+    assert keep.tolist() == [False, False, True]
+    assert kept.tolist() == [[6.0, 0.0, 10.0, 4.0]]
+    target = {
+        "boxes": boxes,
+        "labels": torch.tensor([1, 2, 3]),
+        "weights": torch.tensor([0.2, 0.5, 0.8]),
+        "difficult": torch.tensor([True, False, False]),
+        "image_id": "x",
+    }
+    out = keep_boxes(target, kept, keep, (14, 14))
+    assert (
+        out["labels"].tolist() == [3]
+        and out["weights"].tolist() == [pytest.approx(0.8)]
+        and out["difficult"].tolist() == [False]
+    )
+    assert out["boxes"].canvas_size == (14, 14) and out["image_id"] == "x"
+
+
+def test_crop_sampler_respects_its_constraints():
+    boxes = torch.tensor([[20.0, 20, 60, 70], [50, 10, 90, 40]])
+    for seed in range(200):
+        window = sample_crop(generator_for(seed), boxes, 100, 80, constraints=[(0.5, None)])
+        assert (
+            window.left >= 0
+            and window.left + window.width <= 100
+            and window.top >= 0
+            and window.top + window.height <= 80
+        )
+        if window != Window(0, 0, 100, 80):
+            assert box_iou(boxes, window.xyxy()).min() >= 0.5
+        window = sample_crop(generator_for(seed), boxes, 100, 80)
+        scale = math.sqrt(window.width * window.height / (100 * 80))
+        assert scale >= 0.3 - 0.02
+        assert 0.5 - 0.05 <= (window.width / 100) / (window.height / 80) <= 2 + 0.1
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        inside = (
+            (cx >= window.left)
+            & (cx < window.left + window.width)
+            & (cy >= window.top)
+            & (cy < window.top + window.height)
+        )
+        assert inside.any()
+
+
+def random_sample(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    height, width = (
+        int(torch.randint(40, 120, (1,), generator=generator)),
+        int(torch.randint(40, 120, (1,), generator=generator)),
+    )
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+    count = int(torch.randint(0, 6, (1,), generator=generator))
+    xy = torch.rand(count, 2, generator=generator) * torch.tensor([width - 5, height - 5])
+    wh = 1 + torch.rand(count, 2, generator=generator) * 30
+    boxes = torch.cat([xy, torch.minimum(xy + wh, torch.tensor([width, height]))], dim=1)
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
+        "labels": torch.arange(count),
+        "difficult": torch.zeros(count, dtype=torch.bool),
+        "weights": torch.linspace(0.1, 1.0, count),
+        "image_id": seed,
+    }
+    return image, target
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_no_box_leaves_the_image_after_augmentation(seed):
+    image, target = random_sample(seed)
+    out, result = SingleStageAugment()(image, target, size=64, generator=generator_for(seed))
+    assert out.shape == (3, 64, 64) and out.dtype == torch.uint8
+    boxes = result["boxes"]
+    assert boxes.canvas_size == (64, 64)
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= 64).all() and (boxes[:, 2:] > boxes[:, :2]).all()
+    assert len(result["labels"]) == len(result["weights"]) == len(result["difficult"]) == len(boxes)
+    survivors = result["labels"].tolist()
+    assert result["weights"].tolist() == pytest.approx(target["weights"][survivors].tolist())
+
+
+def test_flip_twice_is_the_identity():
+    image, target = random_sample(3)
+    once_image, once = hflip(image, target)
+    twice_image, twice = hflip(once_image, once)
+    assert torch.equal(twice_image, image) and torch.allclose(twice["boxes"], target["boxes"])
+    width = image.shape[-1]
+    assert torch.allclose(once["boxes"][:, 0], width - target["boxes"][:, 2])
+
+
+def test_augmentation_off_is_a_plain_resize():
+    image, target = random_sample(5)
+    out, result = SingleStageAugment.off()(image, target, size=32, generator=generator_for(0))
+    assert torch.equal(out, F.resize(image, [32, 32], antialias=True))
+    height, width = image.shape[-2:]
+    scale = torch.tensor([32 / width, 32 / height, 32 / width, 32 / height])
+    assert torch.allclose(result["boxes"], target["boxes"] * scale)
+
+
+def test_same_generator_same_augmentation():
+    image, target = random_sample(9)
+    first = SingleStageAugment()(image, target, size=48, generator=generator_for(1, 2, 3))
+    second = SingleStageAugment()(image, target, size=48, generator=generator_for(1, 2, 3))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1]["boxes"], second[1]["boxes"])
+
+
+@pytest.mark.parametrize(("height", "width"), [(375, 500), (500, 333), (300, 1200), (600, 600)])
+def test_two_stage_resizes_the_shorter_side_to_600_with_the_longer_at_most_1000(height, width):
+    image = torch.zeros((3, height, width), dtype=torch.uint8)
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(
+            torch.tensor([[0.0, 0, width, height]]), format="XYXY", canvas_size=(height, width)
+        ),
+        "labels": torch.tensor([0]),
+    }
+    out, result = TwoStageAugment()(image, target, generator=generator_for(0))
+    short, long = sorted(out.shape[-2:])
+    assert long <= 1000 and (short == 600 or long == 1000)
+    assert result["boxes"].tolist() == [[0.0, 0.0, float(out.shape[-1]), float(out.shape[-2])]]

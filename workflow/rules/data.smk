@@ -1,0 +1,93 @@
+DATA_CHECKS = [f"{RESULTS}/data/check_train.json", f"{RESULTS}/data/check_val.json"]
+
+
+if PRESET.dataset["kind"] == "synth":
+
+    rule synth:
+        output:
+            f"{DATA}/synth.json",
+        log:
+            f"{RESULTS}/logs/synth.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/synth.tsv"
+        conda:
+            "../../environment.yml"
+        params:
+            root=lambda wildcards, output: os.path.dirname(output[0]),
+            options=" ".join(
+                f"--{key.replace('_', '-')} {shlex.quote(str(value))}"
+                for key, value in PRESET.dataset["synth"].items()
+            ),
+        shell:
+            "bof synth --out {params.root:q} --force --quiet {params.options} > {log:q} 2>&1"
+
+    DATASET_FILES = [f"{DATA}/synth.json"]
+
+else:
+
+    rule download:
+        output:
+            f"{DATA}/.bof/{{archive}}.done",
+        log:
+            f"{RESULTS}/logs/download_{{archive}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/download_{{archive}}.tsv"
+        wildcard_constraints:
+            archive="[a-z0-9_]+",
+        retries: 3
+        conda:
+            "../../environment.yml"
+        params:
+            root=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
+            mirror=(
+                f"--mirror {PRESET.dataset['mirror']}"
+                if PRESET.dataset.get("mirror")
+                else ""
+            ),
+        shell:
+            "bof download --archive {wildcards.archive} --root {params.root:q} {params.mirror} --quiet > {log:q} 2>&1"
+
+    DATASET_FILES = [
+        f"{DATA}/.bof/{archive}.done" for archive in PRESET.dataset["archives"]
+    ]
+
+
+rule check_data:
+    input:
+        DATASET_FILES,
+    output:
+        f"{RESULTS}/data/check_{{split}}.json",
+    log:
+        f"{RESULTS}/logs/check_{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check_{{split}}.tsv"
+    wildcard_constraints:
+        split="train|val",
+    conda:
+        "../../environment.yml"
+    params:
+        source=lambda wildcards: matrix.check_arguments(PRESET, wildcards.split),
+    shell:
+        "bof data check {params.source} --json {output:q} > {log:q} 2>&1"
+
+
+rule coco_val_annotations:
+    input:
+        DATA_CHECKS,
+    output:
+        f"{RESULTS}/data/instances_val.json",
+    log:
+        f"{RESULTS}/logs/coco_val_annotations.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/coco_val_annotations.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        source=lambda wildcards: matrix.check_arguments(PRESET, "val"),
+    shell:
+        "bof data to-coco {params.source} --out {output:q} > {log:q} 2>&1"
+
+
+rule data:
+    input:
+        DATA_CHECKS,

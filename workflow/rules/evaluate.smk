@@ -1,0 +1,88 @@
+EVAL = f"{RESULTS}/eval/{{detector}}/{{combo}}/seed{{seed}}"
+RUN = f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}"
+
+
+rule predict:
+    input:
+        model=f"{RUN}/model.pt",
+    output:
+        f"{EVAL}/predictions/coco_results.json",
+    log:
+        f"{RESULTS}/logs/predict/{{detector}}/{{combo}}_seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/predict/{{detector}}/{{combo}}_seed{{seed}}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 2
+    params:
+        out=lambda wildcards, output: os.path.dirname(output[0]),
+    shell:
+        "OMP_NUM_THREADS={threads} bof predict --model {input.model:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule evaluate_voc:
+    input:
+        f"{EVAL}/predictions/coco_results.json",
+    output:
+        f"{EVAL}/voc07.json",
+    log:
+        f"{RESULTS}/logs/evaluate/{{detector}}/{{combo}}_seed{{seed}}_voc07.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{detector}}/{{combo}}_seed{{seed}}_voc07.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        devkit=(
+            matrix.voc_evaluation_arguments(PRESET)
+            if PRESET.dataset["kind"] != "coco"
+            else ""
+        ),
+        results=lambda wildcards, input: os.path.join(os.path.dirname(input[0]), "voc"),
+    shell:
+        "bof evaluate voc {params.devkit} --results {params.results:q} --metric voc07 --out {output:q} > {log:q} 2>&1"
+
+
+rule evaluate_coco:
+    input:
+        results=f"{EVAL}/predictions/coco_results.json",
+        annotations=matrix.val_annotations_input(PRESET),
+    output:
+        f"{EVAL}/coco.json",
+    log:
+        f"{RESULTS}/logs/evaluate/{{detector}}/{{combo}}_seed{{seed}}_coco.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{detector}}/{{combo}}_seed{{seed}}_coco.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        annotations=lambda wildcards, input: matrix.val_annotations_from_input(
+            PRESET, input.annotations
+        ),
+    shell:
+        "bof evaluate coco --annotations {params.annotations:q} --results {input.results:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule figure_data:
+    input:
+        lambda wildcards: matrix.figure_models(PRESET, wildcards.figure),
+    output:
+        f"{RESULTS}/figure_data/{{figure}}.json",
+    log:
+        f"{RESULTS}/logs/figure_data_{{figure}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figure_data_{{figure}}.tsv"
+    wildcard_constraints:
+        figure="figure5|figure7",
+    conda:
+        "../../environment.yml"
+    threads: 2
+    params:
+        examples=PRESET.raw.get("figures", {}).get("examples", 4),
+    shell:
+        "OMP_NUM_THREADS={threads} bof figure-data {wildcards.figure} --models {input:q} --count {params.examples} --out {output:q} > {log:q} 2>&1"
+
+
+rule evaluate_all:
+    input:
+        matrix.metric_targets(PRESET),
+        matrix.figure_data_targets(PRESET),
