@@ -11,6 +11,11 @@ import subprocess
 import time
 from pathlib import Path
 
+# snakemake-executor-plugin-slurm-jobstep (0.6) drops every SLURM_* variable, SLURM_CONF included,
+# before its nested `srun`, which then only finds the default path: the test cluster's slurm.conf
+# is linked there while it runs (real clusters have theirs there already).
+SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
+
 
 def missing() -> str | None:
     """Why SLURM cannot run here, or None."""
@@ -19,6 +24,8 @@ def missing() -> str | None:
             return f"SLURM is not installed here ({tool} not found; `apt-get install slurm-wlm munge`, as .ci/run does)"
     if os.geteuid() != 0:
         return "starting slurmctld and slurmd needs root"
+    if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
+        return f"{SYSTEM_CONF} exists: this machine has its own SLURM, which the tests will not reconfigure"
     return None
 
 
@@ -72,6 +79,11 @@ def slurm_cluster(base: Path):
         )
     )
     env = {**os.environ, "SLURM_CONF": str(conf)}
+    SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
+    if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
+        raise RuntimeError(f"{SYSTEM_CONF} exists: this machine has its own SLURM")
+    SYSTEM_CONF.unlink(missing_ok=True)  # only ever a link a previous test run left
+    SYSTEM_CONF.symlink_to(conf)
     daemons = [
         subprocess.Popen([f"/usr/sbin/{name}", "-D"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for name in ("slurmctld", "slurmd")
@@ -93,3 +105,4 @@ def slurm_cluster(base: Path):
             daemon.terminate()
         for daemon in daemons:
             daemon.wait(timeout=30)
+        SYSTEM_CONF.unlink(missing_ok=True)

@@ -52,6 +52,11 @@ def test_killed_snakemake_resumes_and_matches_the_uninterrupted_run(smoke_pushed
     finished = {p: p.stat().st_mtime for p in runs.rglob("model.pt")}
     interrupted = [c.parent for c in runs.rglob("checkpoint.pt") if not (c.parent / "model.pt").exists()]
     assert finished and interrupted
+    # A SIGKILLed Snakemake leaves its lock and incomplete files, and a plain restart refuses
+    # (naming --unlock or --rerun-incomplete); the documented recovery is --unlock, then a rerun.
+    refused = run(command, work, check=False)
+    assert refused.returncode != 0 and re.search(r"--unlock|--rerun-incomplete", refused.stdout + refused.stderr)
+    run([*command, "--unlock"], work)
     result = run([*command, "--rerun-incomplete"], work, timeout=1800)
     assert all(p.stat().st_mtime == mtime for p, mtime in finished.items())  # finished jobs were not rerun
     for folder in interrupted:
