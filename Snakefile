@@ -42,5 +42,4 @@ rule all:
     default_target: True
     input:
         f"{RESULTS}/REPORT.md",
-        matrix.metric_targets(PRESET),
-        matrix.figure_data_targets(PRESET),
+        rules.evaluate_all.input,
