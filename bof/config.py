@@ -46,6 +46,19 @@ class DataConfig:
             raise ConfigError("data: COCO takes one annotation file each for train and val")
 
 
+def check_anchors(anchors, where: str) -> tuple[tuple[float, float], ...]:
+    """YOLOv3 anchors as 9 positive (w, h) pairs (3 per level), or a ``ConfigError`` naming ``where``."""
+    pairs = anchors if isinstance(anchors, (list, tuple)) else []
+    if len(pairs) != 9 or not all(
+        isinstance(pair, (list, tuple))
+        and len(pair) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in pair)
+        for pair in pairs
+    ):
+        raise ConfigError(f"model.anchors ({where}): need 9 positive (w, h) pairs, 3 per level, got {anchors!r}")
+    return tuple((float(w), float(h)) for w, h in pairs)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     arch: Literal["yolov3", "faster_rcnn"] = "yolov3"
@@ -59,6 +72,16 @@ class ModelConfig:
     pretrained: str | None = None
     # YOLOv3: start objectness at this probability (not the reference's 0.5; for CPU presets)
     objectness_prior: float | None = None
+    # YOLOv3 anchors, fixed pixels whatever the input size: 9 (w, h) pairs, level-major, or
+    # the path of a `bof anchors` file (k-means on the training set); none = the paper's nine
+    anchors: tuple[tuple[float, ...], ...] | str | None = None
+    test_size: int | None = None  # YOLOv3 evaluation size; none = input_size (COCO: the paper's 608)
+    # Faster R-CNN: the paper's C4 network (GluonCV) unless fpn; test-time settings of GluonCV's VOC
+    # models by default (its COCO models: nms_iou 0.5, rpn_min_size 0, rpn_test_proposals 1000)
+    fpn: bool = False
+    rpn_min_size: float = 16.0
+    rpn_test_proposals: int = 300
+    nms_iou: float | None = None  # per-class NMS at test time; none = the detector's (YOLOv3 0.45, Faster R-CNN 0.3)
 
     def __post_init__(self) -> None:
         if self.arch == "yolov3" and self.backbone != "darknet53":
@@ -75,6 +98,14 @@ class ModelConfig:
             raise ConfigError(
                 f"model.pretrained: torchvision has ImageNet weights for resnet50/resnet101 only, not {self.backbone}"
             )
+        if self.nms_iou is not None and not 0 < self.nms_iou <= 1:
+            raise ConfigError(f"model.nms_iou must be in (0, 1], got {self.nms_iou}")
+        if self.rpn_min_size < 0 or self.rpn_test_proposals < 1:
+            raise ConfigError("model: need rpn_min_size >= 0 and rpn_test_proposals >= 1")
+        if self.test_size is not None and (self.test_size % STRIDE or self.test_size <= 0):
+            raise ConfigError(f"model.test_size must be a positive multiple of {STRIDE}, got {self.test_size}")
+        if isinstance(self.anchors, tuple):
+            check_anchors(self.anchors, "config")
         if not 0 < self.min_size <= self.max_size:
             raise ConfigError(f"model: need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
 
@@ -143,6 +174,7 @@ class OptimConfig:
     weight_decay: float = 5e-4
     decay_norm_and_bias: bool = True
     warmup_epochs: float = 0.0
+    warmup_start: float = 0.0  # warmup starts at this fraction of lr (GluonCV: YOLOv3 0, Faster R-CNN 1/3)
     step_epochs: tuple[float, ...] = ()
     step_factor: float = 0.1
 
@@ -157,6 +189,8 @@ class OptimConfig:
             )
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(f"optim.warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if not 0 <= self.warmup_start <= 1:
+            raise ConfigError(f"optim.warmup_start must be in [0, 1], got {self.warmup_start}")
         if any(not 0 < e <= self.epochs for e in self.step_epochs) or list(self.step_epochs) != sorted(
             self.step_epochs
         ):

@@ -57,7 +57,7 @@ def test_real_voc_converts_and_round_trips(real_voc, tmp_path):
     data = detection_to_coco(voc, image_root=real_voc)
     assert [image["id"] for image in data["images"]] == [5, 7, 2008000008, 2008000015]
     assert data["images"][2]["file_name"] == "VOC2012/JPEGImages/2008_000008.jpg"
-    assert [a["ignore"] for a in data["annotations"][:5]] == [0, 0, 1, 0, 1]
+    assert [a["iscrowd"] for a in data["annotations"][:5]] == [0, 0, 1, 0, 1]  # difficult -> crowd region
     assert data["annotations"][0]["bbox"] == [262.0, 210.0, 62.0, 129.0]  # VOC (263, 211, 324, 339)
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(data))
@@ -83,6 +83,19 @@ def test_crowd_and_ignore_become_difficult(tmp_path):
     data["annotations"][0]["iscrowd"] = 1
     coco = CocoDetection(tmp_path, _dump(tmp_path, data))
     assert coco.samples[0].difficult.tolist() == [True, False]
+
+
+def test_training_view_drops_crowd_regions_and_empty_images(tmp_path):
+    data = _small_coco(tmp_path)
+    data["annotations"][0]["iscrowd"] = 1
+    data["annotations"][2]["iscrowd"] = 1
+    path = _dump(tmp_path, data)
+    everything = CocoDetection(tmp_path, path)
+    assert [s.difficult.tolist() for s in everything.samples] == [[True, False], [True]]
+    training = CocoDetection(tmp_path, path, use_crowd=False, skip_empty=True)
+    assert [s.image_id for s in training.samples] == [1]  # image 2 held only a crowd region
+    assert training.samples[0].difficult.tolist() == [False]
+    assert training.samples[0].boxes_xyxy.tolist() == everything.samples[0].boxes_xyxy[1:].tolist()
 
 
 # --- bad COCO input ---

@@ -41,14 +41,34 @@ def noisy_predictions(dataset, seed=0):
     return predictions
 
 
-def test_perfect_predictions_score_one(tiny_synth):
+def test_perfect_predictions_of_the_non_difficult_boxes_score_one(tiny_synth, tmp_path):
+    """Difficult boxes are neither positives nor false positives, in VOC mAP and in COCO AP
+    (where they are crowd regions), whether or not a detection lands on them."""
     dataset = VOCDetection(tiny_synth / "VOCdevkit", [("2007", "test")], check_images="none")
-    perfect = [
+    assert sum(int(s.difficult.sum()) for s in dataset.samples) > 0  # the case under test exists
+    easy = [
+        {
+            "image_id": s.image_id,
+            "boxes": s.boxes_xyxy[~s.difficult],
+            "scores": np.ones(int((~s.difficult).sum())),
+            "labels": s.labels[~s.difficult],
+        }
+        for s in dataset.samples
+    ]
+    every = [
         {"image_id": s.image_id, "boxes": s.boxes_xyxy, "scores": np.ones(len(s.labels)), "labels": s.labels}
         for s in dataset.samples
     ]
-    assert evaluate_voc_predictions(perfect, dataset)["mAP"] == 1.0
-    assert evaluate_coco_predictions(perfect, dataset)["AP"] == pytest.approx(1.0)
+    for predictions in (easy, every):
+        assert evaluate_voc_predictions(predictions, dataset)["mAP"] == 1.0
+        assert evaluate_coco_predictions(predictions, dataset)["AP"] == pytest.approx(1.0, abs=1e-12)
+    # the same through the files and the CLI, as the pipeline scores Tables 4-6
+    ground_truth, id_map, category_ids = coco_ground_truth(dataset)
+    (tmp_path / "gt.json").write_text(json.dumps(ground_truth))
+    write_coco_results(tmp_path / "results.json", coco_results(easy, id_map, category_ids))
+    args = ["evaluate", "coco", "--annotations", str(tmp_path / "gt.json"), "--results", str(tmp_path / "results.json")]
+    assert main([*args, "--out", str(tmp_path / "coco.json")]) == 0
+    assert json.loads((tmp_path / "coco.json").read_text())["AP"] == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("metric", ["voc07", "area"])
@@ -205,3 +225,25 @@ def test_api_rejects_unknown_images_and_labels(tiny_synth):
     bad_label = [{"image_id": dataset.samples[0].image_id, "boxes": [[0, 0, 5, 5]], "scores": [1.0], "labels": [99]}]
     with pytest.raises(DatasetError, match="label outside"):
         evaluate_voc_predictions(bad_label, dataset)
+
+
+def test_a_written_comp4_line_carries_the_xml_coordinates(real_voc, tmp_path):
+    """000005.xml's first chair is <xmin>263</xmin><ymin>211</ymin><xmax>324</xmax><ymax>339</ymax>;
+    a model predicting it outputs pixel edges [262, 210, 324, 339), and `bof predict` must write
+    the XML's own numbers back."""
+    import torch
+
+    from bof.engine.predict import write_results
+
+    dataset = VOCDetection(real_voc, [("2007", "trainval")])
+    chair = dataset.classes.index("chair")
+    prediction = {
+        "image_id": "000005",
+        "boxes": torch.tensor([[262.0, 210.0, 324.0, 339.0]]),
+        "scores": torch.tensor([0.5]),
+        "labels": torch.tensor([chair]),
+    }
+    write_results([prediction], dataset, tmp_path, split="test")
+    assert (tmp_path / "voc" / "comp4_det_test_chair.txt").read_text() == "000005 0.5 263.0 211.0 324.0 339.0\n"
+    coco = json.loads((tmp_path / "coco_results.json").read_text())
+    assert coco == [{"image_id": 5, "category_id": chair + 1, "bbox": [262.0, 210.0, 62.0, 129.0], "score": 0.5}]

@@ -72,11 +72,29 @@ def test_no_fall_back_to_the_next_best_ground_truth():
     assert ap(dets(("i", 0.9, left), ("i", 0.8, second)), truth, "area") == pytest.approx(0.5)
 
 
-def test_eleven_point_thresholds_are_exact_tenths():
+# What MATLAB prints for `t=0:0.1:1` with `format long`, element by element (VOCevaldet.m).
+MATLAB_THRESHOLDS = [0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]
+
+
+def recall_of_exactly(tenths):
+    """10 positives; ``tenths`` true positives of precision 1, so recall ends at exactly tenths/10."""
     truth = {f"i{k}": gt(A) for k in range(10)}
-    found = dets(*[(f"i{k}", 1.0 - k / 10, A) for k in range(3)])  # recall reaches exactly 3/10
-    assert ap(found, truth, "voc07") == pytest.approx(4 / 11)  # t = 0, .1, .2, .3
-    assert ap(found, truth, "area") == pytest.approx(0.3)
+    return dets(*[(f"i{k}", 1.0 - k / 100, A) for k in range(tenths)]), truth
+
+
+@pytest.mark.parametrize(
+    ("tenths", "devkit_points", "gluoncv_points"),
+    [
+        (3, 3, 3),  # 0.3 < 0.30000000000000004: both drop the 4th threshold
+        (6, 7, 6),  # MATLAB's 0.6 is exact (1 - 4*0.1); np.arange's is 0.6000000000000001
+        (7, 8, 7),  # likewise 0.7
+    ],
+)
+def test_eleven_point_thresholds_follow_matlab_and_gluoncv(tenths, devkit_points, gluoncv_points):
+    found, truth = recall_of_exactly(tenths)
+    assert ap(found, truth, "voc07") == pytest.approx(devkit_points / 11, abs=1e-15)
+    assert ap(found, truth, "voc07-gluoncv") == pytest.approx(gluoncv_points / 11, abs=1e-15)
+    assert ap(found, truth, "area") == pytest.approx(tenths / 10)
 
 
 def test_ties_keep_input_order_like_matlabs_stable_sort():
@@ -113,7 +131,7 @@ def test_average_precision_edge_cases():
 def devkit_ap(rec, prec, use_07):
     if use_07:  # VOCevaldet.m, VOC2007
         ap = 0.0
-        for t in np.arange(11) / 10:
+        for t in MATLAB_THRESHOLDS:
             p = prec[rec >= t]
             ap += (p.max() if p.size else 0.0) / 11
         return ap

@@ -38,3 +38,15 @@ def test_environment_yml_matches_pyproject():
     pip_list = next(item["pip"] for item in conda["dependencies"] if isinstance(item, dict))
     assert {_normalise(r) for r in pip_list if r != "-e ."} == declared
     assert "torch==2.14.1" in declared and "torchvision==0.29.1" in declared
+
+
+def test_every_test_the_docs_name_exists():
+    """docs/tested.md and docs/reliability.md point at tests by path (and name): they must exist."""
+    referenced = set()
+    for doc in ("tested.md", "reliability.md", "fidelity.md"):
+        referenced |= set(re.findall(r"(tests/[\w/]+\.py)((?:::\w+)?)", (ROOT / "docs" / doc).read_text()))
+    assert referenced
+    for path, name in referenced:
+        assert (ROOT / path).is_file(), path
+        if name:
+            assert re.search(rf"def {name.removeprefix('::')}\(", (ROOT / path).read_text()), f"{path}{name}"

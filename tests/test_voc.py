@@ -112,7 +112,6 @@ def _corrupt(root, how):
         return "b.xml", "<xmin> is not a number: 'three'"
     boxes = {
         "inverted box": ((20, 4, 3, 30), "is inverted"),
-        "empty box": ((3, 4, 3, 30), "is empty"),
         "box outside the image": ((3, 4, 41, 30), "is outside the 40x50 image"),
         "box at zero": ((0, 4, 20, 30), "is outside the 40x50 image"),
     }
@@ -136,9 +135,18 @@ def _corrupt(root, how):
 
 BAD_INPUTS = [
     "missing image", "unreadable image", "truncated JPEG", "image size differs", "malformed XML", "missing annotation",
-    "entity expansion", "missing size", "coordinate not a number", "inverted box", "empty box", "box outside the image",
+    "entity expansion", "missing size", "coordinate not a number", "inverted box", "box outside the image",
     "box at zero", "unknown class",
 ]  # fmt: skip
+
+
+def test_a_one_pixel_box_is_one_pixel_wide(tmp_path):
+    """VOC's frame is inclusive: xmin == xmax is one pixel wide, [xmin - 1, xmax) in pixel edges."""
+    root = make_devkit(
+        tmp_path / "VOCdevkit", {"a": (40, 50, [("circle", False, True, (7, 4, 7, 30))])}, classes=["circle"]
+    )
+    sample = VOCDetection(root, [("2007", "trainval")]).samples[0]
+    assert sample.boxes_xyxy.tolist() == [[6.0, 3.0, 7.0, 30.0]]
 
 
 @pytest.fixture

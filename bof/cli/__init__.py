@@ -7,10 +7,36 @@ import logging
 import sys
 
 from bof import __version__
-from bof.cli import data, download, evaluate, figure_data, predict, pretrain, report, show_tricks, synth, train
+from bof.cli import (
+    anchors,
+    data,
+    download,
+    evaluate,
+    figure_data,
+    predict,
+    pretrain,
+    report,
+    show_tricks,
+    status,
+    synth,
+    train,
+)
 from bof.errors import BofError
 
-COMMANDS = (synth, download, data, pretrain, train, predict, evaluate, figure_data, report, show_tricks)
+COMMANDS = (
+    synth,
+    download,
+    data,
+    anchors,
+    pretrain,
+    train,
+    predict,
+    evaluate,
+    figure_data,
+    report,
+    show_tricks,
+    status,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,7 +53,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_dataset(args: argparse.Namespace, *, check_images: str | None = None) -> DetectionDataset:
+def open_dataset(
+    args: argparse.Namespace, *, check_images: str | None = None, training: bool = False
+) -> DetectionDataset:
+    """The dataset the arguments name; ``training`` drops COCO crowd regions and empty images, as training does."""
     from bof.data import CocoDetection, VOCDetection
 
     check = check_images or args.check_images
@@ -63,7 +66,14 @@ def open_dataset(args: argparse.Namespace, *, check_images: str | None = None) -
         return VOCDetection(args.voc, args.sets, on_error=args.on_error, check_images=check)
     if args.images is None:
         raise BofError("--coco needs --images DIR, the folder its file_name entries are relative to")
-    return CocoDetection(args.images, args.coco, on_error=args.on_error, check_images=check)
+    return CocoDetection(
+        args.images,
+        args.coco,
+        on_error=args.on_error,
+        check_images=check,
+        use_crowd=not training,
+        skip_empty=training,
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

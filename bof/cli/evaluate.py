@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--metric",
         choices=METRICS,
         default="voc07",
-        help="voc07: 11-point AP; area: area under the precision envelope (default %(default)s)",
+        help="voc07: the devkit's 11-point AP (MATLAB thresholds); voc07-gluoncv: 11-point AP with GluonCV's np.arange thresholds; area: area under the precision envelope, VOC2010+ (default %(default)s)",
     )
     voc.add_argument("--iou", type=float, default=0.5, help="IoU a match needs (default %(default)s)")
     voc.add_argument("--out", type=Path, required=True, help="JSON to write: mAP, per_class, settings")

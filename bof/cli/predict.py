@@ -25,24 +25,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bof.config import TrainConfig, build
     from bof.engine import distributed
     from bof.engine.build import open_split
-    from bof.engine.checkpoint import load_checkpoint
-    from bof.engine.predict import predict, write_results
-    from bof.models import build_detector
+    from bof.engine.predict import load_model, predict, write_results
 
-    saved = load_checkpoint(args.model)
-    if saved.get("format") != "bof-model-1":
-        raise BofError(f"{args.model}: not a bof model file (expected the model.pt of a training run)")
-    config = build(TrainConfig, saved["config"])
+    model, config, classes = load_model(args.model)
     dataset = open_dataset(args, check_images="header") if (args.voc or args.coco) else open_split(config.data, "val")
-    if dataset.classes != saved["classes"]:
-        raise BofError(f"{args.model}: trained on classes {saved['classes']}, the dataset has {dataset.classes}")
+    if dataset.classes != classes:
+        raise BofError(f"{args.model}: trained on classes {classes}, the dataset has {dataset.classes}")
     context = distributed.setup(config.run.device)
     try:
-        model = build_detector(config, len(saved["classes"]))
-        model.load_state_dict(saved["model"])
         model.to(context.device)
         predictions = predict(model, dataset, context, batch_size=args.batch_size, progress=True)
         if context.is_main:

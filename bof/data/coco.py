@@ -89,7 +89,14 @@ def _coco_box(annotation: dict, width: int, height: int, where: str, path: Path)
 
 
 def read_coco_samples(
-    image_dir: Path, annotation_path: Path, coco: COCO, category_ids: Sequence[int], skip_log: SkipLog
+    image_dir: Path,
+    annotation_path: Path,
+    coco: COCO,
+    category_ids: Sequence[int],
+    skip_log: SkipLog,
+    *,
+    use_crowd: bool = True,
+    skip_empty: bool = False,
 ) -> list[Sample]:
     label_of = {category_id: label for label, category_id in enumerate(category_ids)}
     samples = []
@@ -108,11 +115,17 @@ def read_coco_samples(
                     raise DatasetError(
                         annotation_path, f"{where}: unknown category_id {annotation.get('category_id')!r}"
                     )
-                boxes.append(_coco_box(annotation, width, height, where, annotation_path))
+                box = _coco_box(annotation, width, height, where, annotation_path)
+                crowd = bool(annotation.get("iscrowd", 0) or annotation.get("ignore", 0))
+                if crowd and not use_crowd:
+                    continue
+                boxes.append(box)
                 labels.append(label_of[annotation["category_id"]])
-                difficult.append(bool(annotation.get("iscrowd", 0) or annotation.get("ignore", 0)))
+                difficult.append(crowd)
         except DatasetError as error:
             skip_log.record(error)
+            continue
+        if skip_empty and not boxes:
             continue
         samples.append(
             Sample(
@@ -134,8 +147,11 @@ class CocoDetection(DetectionDataset):
 
     Labels are contiguous 0-based indices over the categories sorted by id;
     ``category_ids[label]`` maps back for results files. Crowd (``iscrowd``) and
-    ``ignore`` annotations are flagged ``difficult``. ``on_error`` and ``check_images``
-    behave as in :class:`bof.data.voc.VOCDetection`.
+    ``ignore`` annotations are flagged ``difficult`` (evaluation keeps them as the regions
+    COCOeval ignores); ``use_crowd=False`` drops them and ``skip_empty=True`` drops images
+    left without objects, as the authors' GluonCV ``COCODetection(use_crowd=False)`` does
+    for training. ``on_error`` and ``check_images`` behave as in
+    :class:`bof.data.voc.VOCDetection`.
     """
 
     def __init__(
@@ -146,6 +162,8 @@ class CocoDetection(DetectionDataset):
         transforms: Transforms | None = None,
         on_error: OnError = "strict",
         check_images: CheckImages = "header",
+        use_crowd: bool = True,
+        skip_empty: bool = False,
     ):
         check_policy_args(check_images)
         self.annotation_file = Path(annotation_file)
@@ -154,7 +172,15 @@ class CocoDetection(DetectionDataset):
         self.category_ids = sorted(self.coco.cats)
         classes = [str(self.coco.cats[category_id].get("name", category_id)) for category_id in self.category_ids]
         skip_log = SkipLog(on_error)
-        samples = read_coco_samples(Path(image_dir), self.annotation_file, self.coco, self.category_ids, skip_log)
+        samples = read_coco_samples(
+            Path(image_dir),
+            self.annotation_file,
+            self.coco,
+            self.category_ids,
+            skip_log,
+            use_crowd=use_crowd,
+            skip_empty=skip_empty,
+        )
         total = len(samples) + len(skip_log.skipped)
         samples = check_sample_images(samples, check_images, skip_log)
         skip_log.report(f"COCO {self.annotation_file}", total)
@@ -175,7 +201,11 @@ def coco_image_ids(voc_ids: Sequence[str]) -> list[int]:
 def detection_to_coco(dataset: DetectionDataset, image_root: str | Path) -> dict:
     """COCO JSON (as a dict) of a dataset's annotations; ``file_name`` is relative to ``image_root``.
 
-    Category ids are 1..K in label order; difficult boxes are kept with ``"ignore": 1``.
+    Category ids are 1..K in label order. Difficult boxes become crowd regions
+    (``"iscrowd": 1``): COCOeval sets every annotation's ``ignore`` from ``iscrowd``, so
+    that is the only way to make it ignore them. A detection that overlaps one (intersection
+    over the *detection's* area >= the IoU threshold) and matches no regular box is then
+    neither a true nor a false positive, and the box is not a positive.
     The image's original id is kept under ``"voc_id"`` so results map back.
     """
     image_root = Path(image_root)
@@ -202,8 +232,7 @@ def detection_to_coco(dataset: DetectionDataset, image_root: str | Path) -> dict
                     "category_id": label + 1,
                     "bbox": [x0, y0, x1 - x0, y1 - y0],
                     "area": (x1 - x0) * (y1 - y0),
-                    "iscrowd": 0,
-                    "ignore": int(difficult),
+                    "iscrowd": int(difficult),
                 }
             )
     categories = [

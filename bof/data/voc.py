@@ -80,8 +80,9 @@ def _flag(element: ElementTree.Element, tag: str, path: Path) -> bool:
 def parse_voc_xml(path: Path, class_index: Mapping[str, int]) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
     """Parse one annotation: (width, height, boxes_xyxy [N, 4], labels [N], difficult [N]).
 
-    Boxes must satisfy VOC's ``1 <= xmin < xmax <= width`` (likewise for y); they are
-    returned in the pixel-edge frame ``[xmin - 1, ymin - 1, xmax, ymax]``.
+    Boxes must satisfy VOC's ``1 <= xmin <= xmax <= width`` (likewise for y): the frame is
+    inclusive, so ``xmin == xmax`` is a box one pixel wide. They are returned in the
+    pixel-edge frame ``[xmin - 1, ymin - 1, xmax, ymax]``.
     """
     try:
         root = SafeElementTree.parse(path).getroot()
@@ -110,8 +111,6 @@ def parse_voc_xml(path: Path, class_index: Mapping[str, int]) -> tuple[int, int,
         where = f"object {number} ({name}) box ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g})"
         if xmax < xmin or ymax < ymin:
             raise DatasetError(path, f"{where} is inverted")
-        if xmax == xmin or ymax == ymin:
-            raise DatasetError(path, f"{where} is empty")
         if xmin < 1 or ymin < 1 or xmax > width or ymax > height:
             raise DatasetError(path, f"{where} is outside the {width}x{height} image")
         boxes.append((xmin - 1, ymin - 1, xmax, ymax))

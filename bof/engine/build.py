@@ -21,7 +21,17 @@ def open_split(data: DataConfig, split: str, *, check_images: str = "header") ->
     if data.format == "voc":
         return VOCDetection(data.root, _image_sets(items), on_error=data.on_error, check_images=check_images)
     root = data.val_root if split == "val" and data.val_root else data.root
-    return CocoDetection(root, items[0], on_error=data.on_error, check_images=check_images)
+    # Training leaves out crowd regions and the images left empty (GluonCV's train scripts:
+    # COCODetection(use_crowd=False), skip_empty=True); evaluation keeps every image and crowd.
+    training = split == "train"
+    return CocoDetection(
+        root,
+        items[0],
+        on_error=data.on_error,
+        check_images=check_images,
+        use_crowd=not training,
+        skip_empty=training,
+    )
 
 
 def augmentation(config: TrainConfig):

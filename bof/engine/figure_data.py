@@ -12,31 +12,17 @@ Figure 7: detections of the freebies-trained model on a few test images.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torchvision.ops import box_iou
 from torchvision.transforms.v2 import functional as F
 
-from bof.config import TrainConfig, build
 from bof.data.detection import DetectionDataset
 from bof.engine.build import open_split
-from bof.engine.checkpoint import load_checkpoint
+from bof.engine.predict import load_model
 from bof.errors import BofError
-from bof.models import build_detector
 
 SCORE_TO_SHOW = 0.3
 POSITIONS = 9
-
-
-def load_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig, list[str]]:
-    saved = load_checkpoint(path)
-    if saved.get("format") != "bof-model-1":
-        raise BofError(f"{path}: not a bof model file")
-    config = build(TrainConfig, saved["config"])
-    model = build_detector(config, len(saved["classes"]))
-    model.load_state_dict(saved["model"])
-    return model.eval(), config, saved["classes"]
 
 
 @torch.no_grad()

@@ -3,15 +3,18 @@ the ecosystem's results formats for ``bof evaluate``."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from bof.config import TrainConfig, build
 from bof.data.coco import CocoDetection
 from bof.data.detection import DetectionDataset, collate_detection
 from bof.engine import distributed
+from bof.engine.checkpoint import load_checkpoint
 from bof.errors import BofError
 from bof.evaluation import (
     evaluate_coco_predictions,
@@ -21,6 +24,27 @@ from bof.evaluation import (
     write_voc_results,
 )
 from bof.evaluation.api import coco_ground_truth, coco_results
+from bof.models import build_detector
+
+MODEL_FORMAT = "bof-model-1"
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, TrainConfig, list[str]]:
+    """A training run's ``model.pt`` as (model in eval mode, its config, its classes).
+
+    The weights carry the anchors they were trained with (a buffer of YOLOv3), so a
+    config naming a `bof anchors` file does not need that file any more.
+    """
+    saved = load_checkpoint(path)
+    if saved.get("format") != MODEL_FORMAT:
+        raise BofError(f"{path}: not a bof model file (expected the model.pt of a training run)")
+    config = build(TrainConfig, saved["config"])
+    if "anchors" in saved["model"]:
+        anchors = tuple(tuple(pair) for pair in saved["model"]["anchors"].tolist())
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, anchors=anchors))
+    model = build_detector(config, len(saved["classes"]))
+    model.load_state_dict(saved["model"])
+    return model.eval(), config, saved["classes"]
 
 
 @torch.no_grad()

@@ -1,9 +1,13 @@
 """``bof pretrain``: classification pretraining of a detector backbone, with or without mixup (Tables 5-6).
 
 ImageNet layout (``<root>/train/<class>/*``, ``<root>/val/<class>/*``): the synthetic
-classification set by default, ImageNet at paper scale. Label smoothing 0.1, cosine
-schedule with warmup, SGD; mixup in its classification form (§3.1: per-batch
-``lam ~ Beta(0.2, 0.2)``, each image mixed with the reversed batch). The run folder gets
+classification set by default, ImageNet at paper scale. The recipe is GluonCV's
+``train_imagenet.py`` as its model-zoo scripts ran it for Darknet-53 (``darknet53.sh``,
+``darknet53-mixup.sh``): label smoothing 0.1, cosine schedule with 5 warmup epochs, Nesterov
+SGD, no weight decay on BN and biases (``--no-wd``), RandomResizedCrop from 8 % of the area,
+colour jitter 0.4 and PCA lighting noise 0.1, flip; mixup in its classification form
+([8, 23]: per-batch ``lam ~ Beta(0.2, 0.2)``, each image mixed with the reversed batch). The
+run folder gets
 ``backbone.pt`` (what ``model.pretrained`` of a detector run loads), ``checkpoint.pt``
 (resumed automatically), ``metrics.json`` (top-1 per epoch) and ``run.json``.
 
@@ -33,7 +37,7 @@ from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json
 from bof.models import backbone_weights, classifier
-from bof.tricks.lr_schedule import build_scheduler
+from bof.tricks.lr_schedule import build_scheduler, parameter_groups
 from bof.tricks.mixup import ClassificationMixup
 from bof.tricks.random import generator_for
 
@@ -57,6 +61,10 @@ class PretrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: float = 5
     label_smoothing: float = 0.1
+    decay_norm_and_bias: bool = False  # GluonCV --no-wd: no weight decay on BN and biases
+    crop_scale_min: float = 0.08  # RandomResizedCrop's smallest area fraction (GluonCV min_random_area)
+    color_jitter: float = 0.4  # brightness, contrast and saturation jitter
+    lighting: float = 0.1  # AlexNet-style PCA lighting noise (GluonCV pca_noise)
     mixup: bool = False
     mixup_alpha: float = 0.2
     workers: int = 4
@@ -70,6 +78,28 @@ class PretrainConfig:
             raise ConfigError("pretrain: need lr > 0, 0 <= label_smoothing < 1 and mixup_alpha > 0")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(f"pretrain.warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if not 0 < self.crop_scale_min <= 1 or self.color_jitter < 0 or self.lighting < 0:
+            raise ConfigError("pretrain: need 0 < crop_scale_min <= 1, color_jitter >= 0 and lighting >= 0")
+
+
+# ImageNet's RGB principal components (AlexNet [Krizhevsky 2012]; MXNet's pca_noise uses these)
+PCA_EIGENVALUES = torch.tensor([55.46, 4.794, 1.148]) / 255
+PCA_EIGENVECTORS = torch.tensor([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
+
+
+class Lighting(torch.nn.Module):
+    """PCA lighting noise for a float image [3, H, W] in [0, 1]: adds ``V (alpha * lambda)``
+    with ``alpha ~ N(0, std)`` per component (torchvision has no such transform)."""
+
+    def __init__(self, std: float):
+        super().__init__()
+        self.std = std
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.std == 0:
+            return image
+        alpha = torch.randn(3) * self.std
+        return image + (PCA_EIGENVECTORS @ (alpha * PCA_EIGENVALUES))[:, None, None].to(image)
 
 
 def image_folders(config: PretrainConfig) -> tuple[datasets.ImageFolder, datasets.ImageFolder]:
@@ -80,12 +110,16 @@ def image_folders(config: PretrainConfig) -> tuple[datasets.ImageFolder, dataset
                 f"{root / split}: classification folder is missing (expected <root>/train/<class>/ and <root>/val/<class>/)"
             )
     normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    jitter = config.color_jitter
     train = v2.Compose(
         [
             v2.ToImage(),
-            v2.RandomResizedCrop(config.image_size, scale=(0.35, 1.0), antialias=True),
+            v2.RandomResizedCrop(config.image_size, scale=(config.crop_scale_min, 1.0), antialias=True),
             v2.RandomHorizontalFlip(),
-            *normalize,
+            v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter),
+            v2.ToDtype(torch.float32, scale=True),
+            Lighting(config.lighting),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
     val = v2.Compose(
@@ -137,7 +171,10 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
             f"pretrain.batch_size {config.batch_size} does not fit {len(train_set)} images on {context.world_size} processes"
         )
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
+        parameter_groups(model, config.weight_decay, decay_norm_and_bias=config.decay_norm_and_bias),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=True,
     )
     scheduler = build_scheduler(
         optimizer,
@@ -164,6 +201,7 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
+        torch.set_rng_state(saved["torch_rng"])  # the crops of `workers: 0` draw from it
         state = saved["state"]
     wall_started = time.time()
     for epoch in range(state["epoch"], config.epochs):
@@ -219,6 +257,7 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
                     "state": state,
                 },
                 checkpoint_path,

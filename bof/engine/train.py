@@ -36,7 +36,7 @@ from bof.data.training import KeyedBatchSampler
 from bof.engine import distributed
 from bof.engine.build import open_split, size_schedule, training_set
 from bof.engine.checkpoint import load_checkpoint, save_checkpoint
-from bof.engine.predict import evaluate_model
+from bof.engine.predict import MODEL_FORMAT, evaluate_model
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json, atomic_write_text
@@ -45,7 +45,6 @@ from bof.tricks.lr_schedule import build_scheduler, parameter_groups
 from bof.tricks.sync_bn import convert_batchnorm, plain_batchnorm
 
 CHECKPOINT_FORMAT = "bof-train-checkpoint-1"
-MODEL_FORMAT = "bof-model-1"
 RUN_ONLY_KEYS = ("workers", "log_every", "device")  # may change between a run and its resume
 
 
@@ -136,6 +135,7 @@ class Trainer:
             mode=config.tricks.lr_schedule,
             step_epochs=config.optim.step_epochs,
             step_factor=config.optim.step_factor,
+            warmup_start=config.optim.warmup_start,
         )
         self.use_amp = config.run.amp and context.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(context.device.type, enabled=self.use_amp)
@@ -159,6 +159,12 @@ class Trainer:
         if comparable(saved["config"]) != comparable(to_dict(self.config)):
             raise BofError(
                 f"{self.checkpoint_path}: holds a run of a different config; use another --out folder or delete it to start over"
+            )
+        anchors = getattr(self.model, "anchors", None)
+        if anchors is not None and not torch.equal(saved["model"]["anchors"], anchors):
+            raise BofError(
+                f"{self.checkpoint_path}: was trained with other anchors than {self.config.model.anchors!r} holds now; "
+                "use another --out folder or delete it to start over"
             )
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
@@ -320,6 +326,7 @@ class Trainer:
                 "train_seconds": self.state.train_seconds,
                 "images_per_second": images_per_second,
                 "metric": {"name": report["metric_name"], "value": report["value"]},
+                "anchors": self.model.anchors.tolist() if hasattr(self.model, "anchors") else None,
                 **environment(self.context.device),
             },
         )

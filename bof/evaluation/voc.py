@@ -8,17 +8,23 @@ and areas carry the devkit's ``+ 1``. The rules, per class:
   takes the one of highest IoU; it matches if that IoU is ``>= 0.5``;
 * a match to a ``difficult`` box is ignored (neither TP nor FP); a match to a box
   already matched is a FP (no fall-back to the next-best box); no match is a FP;
-* recall is over the non-difficult boxes; AP is 11-point interpolated (VOC2007,
-  thresholds ``k/10``) or the area under the monotone precision envelope (VOC2010+);
+* recall is over the non-difficult boxes; AP is 11-point interpolated (VOC2007) or the
+  area under the monotone precision envelope (VOC2010+);
 * mAP is the mean over classes that have at least one non-difficult box.
+
+The 11 thresholds are the devkit's ``t=0:0.1:1``, which MATLAB's colon operator builds as
+``0 + k*0.1`` for the first half and ``1 - (10-k)*0.1`` for the second: the 4th threshold
+is 0.30000000000000004 (a recall of exactly 0.3 does not reach it) while 0.6 and 0.7 are
+exact. ``metric="voc07"`` follows MATLAB; ``metric="voc07-gluoncv"`` uses the authors'
+GluonCV thresholds (``VOC07MApMetric``: ``np.arange(0., 1.1, 0.1)``, which also misses 0.6
+and 0.7 by one ulp), the variant the paper's numbers were computed with.
 
 Because a detection's best ground truth does not depend on earlier matches, the greedy
 matching is computed for all detections of a class at once (first detection in score
 order per ground truth wins) instead of in a Python loop.
 
-py-faster-rcnn's ``voc_eval.py`` differs from the devkit in two details, kept out here:
-it requires IoU ``> 0.5`` and uses ``np.arange(0, 1.1, 0.1)`` thresholds, whose
-float rounding (0.30000000000000004) drops recall points that sit exactly on 0.3.
+py-faster-rcnn's ``voc_eval.py`` requires IoU ``> 0.5``; the devkit (and this module)
+``>= 0.5``.
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ from typing import Literal
 
 import numpy as np
 
-Metric = Literal["voc07", "area"]
-METRICS: tuple[str, ...] = ("voc07", "area")
+Metric = Literal["voc07", "voc07-gluoncv", "area"]
+METRICS: tuple[str, ...] = ("voc07", "voc07-gluoncv", "area")
+# MATLAB's colon operator: t(k) = a + k*d for k <= n/2, b - (n-k)*d above (VOCevaldet.m's 0:0.1:1)
+MATLAB_ELEVEN_POINTS = tuple([0.0 + k * 0.1 for k in range(6)] + [1.0 - (10 - k) * 0.1 for k in range(6, 11)])
+GLUONCV_ELEVEN_POINTS = tuple(float(t) for t in np.arange(0.0, 1.1, 0.1))
 _CHUNK = 16384
 
 
@@ -82,10 +91,10 @@ def _iou_with_candidates(boxes: np.ndarray, candidates: np.ndarray) -> np.ndarra
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray, metric: Metric) -> float:
-    """AP from the recall/precision curve, ``voc07`` (11 points) or ``area``."""
-    if metric == "voc07":
+    """AP from the recall/precision curve: ``voc07`` / ``voc07-gluoncv`` (11 points) or ``area``."""
+    if metric in ("voc07", "voc07-gluoncv"):
         total = 0.0
-        for threshold in np.arange(11) / 10:
+        for threshold in MATLAB_ELEVEN_POINTS if metric == "voc07" else GLUONCV_ELEVEN_POINTS:
             reached = precision[recall >= threshold]
             total += reached.max() if reached.size else 0.0
         return total / 11

@@ -7,9 +7,10 @@ from torch import nn
 
 from bof.config import TrainConfig
 from bof.errors import ConfigError
+from bof.models.anchors import read_anchors
 from bof.models.darknet import Classifier, Darknet53
 from bof.models.faster_rcnn import FasterRCNN, backbone_state, faster_rcnn, resnet_body
-from bof.models.yolov3 import YOLOv3
+from bof.models.yolov3 import PAPER_ANCHORS, YOLOv3
 from bof.tricks.label_smoothing import default_sigmoid_eps
 
 SOFTMAX_SMOOTHING = 0.1  # eps of Eq. 3 for softmax heads, as in [21]
@@ -40,12 +41,23 @@ def _check_pretrained(pretrained: dict, config: TrainConfig) -> dict:
     return pretrained["weights"]
 
 
+def yolov3_anchors(config: TrainConfig) -> tuple[tuple[float, float], ...]:
+    """The run's anchors in pixels: the config's pairs, its `bof anchors` file, or the paper's."""
+    anchors = config.model.anchors
+    if anchors is None:
+        return PAPER_ANCHORS
+    return read_anchors(anchors) if isinstance(anchors, str) else anchors
+
+
 def build_yolov3(config: TrainConfig, num_classes: int, pretrained: dict | None) -> YOLOv3:
     model = YOLOv3(
         num_classes,
         width=config.model.width,
         depth=config.model.depth,
         input_size=config.model.input_size,
+        test_size=config.model.test_size,
+        anchors=yolov3_anchors(config),
+        nms_iou=config.model.nms_iou or 0.45,
         objectness_prior=config.model.objectness_prior,
         label_smoothing=default_sigmoid_eps(num_classes) if config.tricks.label_smoothing else 0.0,
     )
@@ -75,6 +87,10 @@ def build_faster_rcnn(config: TrainConfig, num_classes: int, pretrained: dict | 
         max_size=config.model.max_size,
         label_smoothing=SOFTMAX_SMOOTHING if config.tricks.label_smoothing else 0.0,
         body=body,
+        fpn=config.model.fpn,
+        nms_iou=config.model.nms_iou or 0.3,
+        rpn_min_size=config.model.rpn_min_size,
+        rpn_test_proposals=config.model.rpn_test_proposals,
     )
 
 
@@ -90,10 +106,13 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def inference_flops(model: nn.Module, image_size: tuple[int, int] = (256, 256)) -> int:
-    """FLOPs of one forward pass in eval mode on a ``image_size`` image (torch's counter)."""
+    """FLOPs of one forward pass in eval mode on a fixed random ``image_size`` image (torch's
+    counter). A two-stage detector's head runs once per surviving proposal, so its count
+    depends on the weights and the image: compare models of equal weights on this image."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model.eval()
+    image = torch.rand(3, *image_size, generator=torch.Generator().manual_seed(0))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model([torch.rand(3, *image_size)])
+        model([image])
     return counter.get_total_flops()

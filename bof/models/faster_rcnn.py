@@ -10,9 +10,11 @@ torchvision is changed only through its extension points:
   classification/regression loss is recomputed with those weights and with label
   smoothing over the K + 1 softmax classes (§3.2).
 
-The model is assembled as torchvision's ``GeneralizedRCNN`` from its public classes, with
-ResNet-50/101 + FPN at paper scale and a narrow ResNet for CPU presets. Labels are
-0-based outside (as everywhere in ``bof``) and shifted past the background class inside.
+The model is assembled as torchvision's ``GeneralizedRCNN`` from its public classes: by
+default the paper's network, GluonCV's C4 Faster R-CNN (ResNet-50/101 to stride 16,
+RoIAlign, the ResNet's last stage as box head), or torchvision's FPN variant; a narrow
+ResNet stands in for CPU presets. Labels are 0-based outside (as everywhere in ``bof``)
+and shifted past the background class inside.
 """
 
 from __future__ import annotations
@@ -50,24 +52,41 @@ def _matched_weights(matched_idxs: torch.Tensor, target: dict) -> torch.Tensor:
 
 
 class WeightedRPN(RegionProposalNetwork):
-    """RPN whose objectness and box losses weight each sampled anchor by its ground truth's mixup weight."""
+    """RPN whose objectness and box losses weight each sampled anchor by its ground truth's
+    mixup weight (1 for background), and which never samples an anchor that crosses the
+    image border (GluonCV's ``RPNTargetSampler``, as in the original Faster R-CNN [17])."""
+
+    def forward(self, images, features, targets=None):
+        self._image_sizes = images.image_sizes  # (h, w) of each resized image, before padding
+        return super().forward(images, features, targets)
 
     def assign_targets_to_anchors(self, anchors, targets):
         labels, matched_gt_boxes, self._anchor_weights = [], [], []
-        for anchors_per_image, target in zip(anchors, targets, strict=True):
+        sizes = getattr(self, "_image_sizes", None) or [None] * len(anchors)
+        for anchors_per_image, target, size in zip(anchors, targets, sizes, strict=True):
             gt_boxes = target["boxes"]
             if gt_boxes.numel() == 0:
                 matched_gt_boxes.append(torch.zeros_like(anchors_per_image))
-                labels.append(torch.zeros(len(anchors_per_image), dtype=torch.float32, device=anchors_per_image.device))
-                self._anchor_weights.append(torch.ones(len(anchors_per_image), device=anchors_per_image.device))
-                continue
-            matched_idxs = self.proposal_matcher(box_ops.box_iou(gt_boxes, anchors_per_image))
-            matched_gt_boxes.append(gt_boxes[matched_idxs.clamp(min=0)])
-            labels_per_image = (matched_idxs >= 0).to(torch.float32)
-            labels_per_image[matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0.0
-            labels_per_image[matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
+                labels_per_image = torch.zeros(len(anchors_per_image), device=anchors_per_image.device)
+                weights = torch.ones(len(anchors_per_image), device=anchors_per_image.device)
+            else:
+                matched_idxs = self.proposal_matcher(box_ops.box_iou(gt_boxes, anchors_per_image))
+                matched_gt_boxes.append(gt_boxes[matched_idxs.clamp(min=0)])
+                labels_per_image = (matched_idxs >= 0).to(torch.float32)
+                labels_per_image[matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0.0
+                labels_per_image[matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
+                weights = _matched_weights(matched_idxs, target)
+            if size is not None:
+                height, width = size
+                crosses = (
+                    (anchors_per_image[:, 0] < 0)
+                    | (anchors_per_image[:, 1] < 0)
+                    | (anchors_per_image[:, 2] > width)
+                    | (anchors_per_image[:, 3] > height)
+                )
+                labels_per_image[crosses] = -1.0
             labels.append(labels_per_image)
-            self._anchor_weights.append(_matched_weights(matched_idxs, target))
+            self._anchor_weights.append(weights)
         return labels, matched_gt_boxes
 
     def compute_loss(self, objectness, pred_bbox_deltas, labels, regression_targets):
@@ -114,8 +133,15 @@ class WeightedRoIHeads(RoIHeads):
 
     def select_training_samples(self, proposals, targets):
         proposals, matched_idxs, labels, regression_targets = super().select_training_samples(proposals, targets)
+        # torchvision clamps the matched indices of background proposals to 0, so only the
+        # labels tell foreground (> 0) from background (0): background weighs 1.
         self._sampled = (
-            torch.cat([_matched_weights(m, t) for m, t in zip(matched_idxs, targets, strict=True)]),
+            torch.cat(
+                [
+                    torch.where(label > 0, _matched_weights(matched.clamp(min=0), target), 1.0)
+                    for matched, label, target in zip(matched_idxs, labels, targets, strict=True)
+                ]
+            ),
             torch.cat(labels),
             torch.cat(regression_targets),
         )
@@ -128,12 +154,14 @@ class WeightedRoIHeads(RoIHeads):
         return result, losses
 
     def box_loss(self, class_logits, box_regression, weights, labels, regression_targets) -> dict[str, torch.Tensor]:
-        """torchvision's ``fastrcnn_loss`` with per-sample weights and label smoothing."""
+        """torchvision's ``fastrcnn_loss`` with per-sample weights, label smoothing, and GluonCV's
+        box term: smooth L1 with beta 1 (``HuberLoss()``, rho = 1; torchvision uses 1/9), summed
+        over the positives' class-specific coordinates and divided by the sampled RoIs."""
         classification = F.cross_entropy(class_logits, labels, label_smoothing=self.label_smoothing, reduction="none")
         positive = torch.where(labels > 0)[0]
         box_regression = box_regression.reshape(len(labels), box_regression.size(-1) // 4, 4)
         box = F.smooth_l1_loss(
-            box_regression[positive, labels[positive]], regression_targets[positive], beta=1 / 9, reduction="none"
+            box_regression[positive, labels[positive]], regression_targets[positive], beta=1.0, reduction="none"
         )
         return {
             "loss_classifier": (classification * weights).mean(),
@@ -213,6 +241,53 @@ class FasterRCNN(nn.Module):
         return [{**detections, "labels": detections["labels"] - 1} for detections in output]
 
 
+class CellCentredAnchors(AnchorGenerator):
+    """torchvision's anchors, centred in their feature-map cell (``stride / 2``) instead of on
+    its top-left corner, as GluonCV's ``RPNAnchorGenerator`` (py-faster-rcnn's base anchor
+    centred at 7.5 of 16 in the inclusive frame). It matters with the border rule: a corner-
+    centred first column always crosses the image border."""
+
+    def grid_anchors(self, grid_sizes, strides):
+        anchors = super().grid_anchors(grid_sizes, strides)
+        return [
+            level + torch.stack([stride[1], stride[0], stride[1], stride[0]]).to(level) / 2
+            for level, stride in zip(anchors, strides, strict=True)
+        ]
+
+
+class Res5Head(nn.Module):
+    """The box head of a C4 Faster R-CNN: the ResNet's last stage on the pooled RoIs, then
+    global average pooling ([N, C, 14, 14] -> [N, C5]), as GluonCV's ``top_features``."""
+
+    def __init__(self, layer4: nn.Module, out_channels: int):
+        super().__init__()
+        self.layer4 = layer4
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.layer4(x), 1), 1)
+
+
+def c4_features(body: nn.Module) -> nn.Sequential:
+    """The ResNet up to its stride-16 stage (conv1 .. layer3), as GluonCV's ``features``."""
+    features = nn.Sequential(
+        OrderedDict(
+            (name, getattr(body, name)) for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
+        )
+    )
+    features.out_channels = stage_channels(body)[2]
+    return features
+
+
+def _init_predictor(predictor: FastRCNNPredictor) -> FastRCNNPredictor:
+    """GluonCV's initialisation of the two dense layers: Normal(0.01) for classes, Normal(0.001) for boxes."""
+    nn.init.normal_(predictor.cls_score.weight, std=0.01)
+    nn.init.normal_(predictor.bbox_pred.weight, std=0.001)
+    nn.init.zeros_(predictor.cls_score.bias)
+    nn.init.zeros_(predictor.bbox_pred.bias)
+    return predictor
+
+
 def faster_rcnn(
     num_classes: int,
     *,
@@ -222,13 +297,25 @@ def faster_rcnn(
     max_size: int = 1000,
     label_smoothing: float = 0.0,
     body: nn.Module | None = None,
+    fpn: bool = False,
+    nms_iou: float = 0.3,
+    rpn_min_size: float = 16.0,
+    rpn_test_proposals: int = 300,
     trainable_layers: int = 3,
 ) -> FasterRCNN:
-    """Faster R-CNN + FPN for ``num_classes`` object classes.
+    """Faster R-CNN for ``num_classes`` object classes, the paper's by default.
+
+    The default is the network the paper's Faster R-CNN numbers come from, GluonCV's
+    ``faster_rcnn_resnet50_v1b_voc`` (``resnet101_v1d_coco`` for R101): a ResNet C4 backbone
+    (stride 16), an RPN of 15 anchors per position (sizes 32-512, ratios 1:2, 1:1, 2:1),
+    14 x 14 RoIAlign, the ResNet's last stage as the box head, 128 RoIs sampled per image
+    (a quarter positive). ``fpn=True`` builds torchvision's FPN variant instead. VOC's test
+    settings are the defaults (``nms_iou`` 0.3, RPN proposals at least ``rpn_min_size`` =
+    16 px, 300 kept); GluonCV's COCO models use 0.5, 0 and 1000.
 
     ``body`` is the (pretrained) classification network; without it a fresh one is built.
-    The paper-scale backbones freeze BN (as Detectron and torchvision do) and the first
-    ``5 - trainable_layers`` stages; the small CPU backbone trains everything.
+    The paper-scale backbones freeze BN (GluonCV ``use_global_stats=True``) and the first
+    ``5 - trainable_layers`` stages (conv1 and layer1); the small CPU backbone trains everything.
     """
     small = backbone == "small_resnet"
     if body is None:
@@ -237,6 +324,49 @@ def faster_rcnn(
         trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
         for name, parameter in body.named_parameters():
             parameter.requires_grad_(any(name.startswith(layer) for layer in trainable))
+    if fpn:
+        features, rpn_anchors, pooler, box_head = _fpn_parts(body, small)
+    else:
+        features = c4_features(body)
+        sizes = (16, 32, 64, 128, 256) if small else (32, 64, 128, 256, 512)  # GluonCV: 16 x (2, 4, 8, 16, 32)
+        rpn_anchors = CellCentredAnchors((sizes,), ((0.5, 1.0, 2.0),))
+        pooler = MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=2)
+        box_head = Res5Head(body.layer4, stage_channels(body)[3])
+    train_proposals = (dict(training=2000, testing=1000), dict(training=500, testing=rpn_test_proposals))
+    if not small:  # GluonCV: 12000 -> 2000 proposals in training, 6000 -> rpn_test_post_nms in testing
+        train_proposals = (dict(training=12000, testing=6000), dict(training=2000, testing=rpn_test_proposals))
+    rpn = WeightedRPN(
+        rpn_anchors,
+        RPNHead(features.out_channels, rpn_anchors.num_anchors_per_location()[0]),
+        fg_iou_thresh=0.7,
+        bg_iou_thresh=0.3,
+        batch_size_per_image=256,
+        positive_fraction=0.5,
+        pre_nms_top_n=train_proposals[0],
+        post_nms_top_n=train_proposals[1],
+        nms_thresh=0.7,
+    )
+    rpn.min_size = max(rpn_min_size, 1e-3)
+    roi_heads = WeightedRoIHeads(
+        pooler,
+        box_head,
+        _init_predictor(FastRCNNPredictor(box_head.out_channels, num_classes + 1)),
+        fg_iou_thresh=0.5,
+        bg_iou_thresh=0.5,
+        batch_size_per_image=128,
+        positive_fraction=0.25,
+        bbox_reg_weights=None,  # (10, 10, 5, 5): GluonCV's box stds (0.1, 0.1, 0.2, 0.2)
+        score_thresh=1e-4,  # GluonCV's box_nms valid_thresh
+        nms_thresh=nms_iou,
+        detections_per_img=100,
+        label_smoothing=label_smoothing,
+    )
+    transform = GeneralizedRCNNTransform(min_size, max_size, IMAGENET_MEAN, IMAGENET_STD)
+    return FasterRCNN(GeneralizedRCNN(features, rpn, roi_heads, transform))
+
+
+def _fpn_parts(body: nn.Module, small: bool):
+    """torchvision's FPN variant: features, anchors, pooler and a two-layer MLP box head."""
     fpn_channels, representation = (64, 256) if small else (256, 1024)
     features = BackboneWithFPN(
         body,
@@ -246,38 +376,10 @@ def faster_rcnn(
     )
     sizes = ((16,), (32,), (64,), (128,), (256,)) if small else ((32,), (64,), (128,), (256,), (512,))
     anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
-    top_n = (
-        (dict(training=1000, testing=500), dict(training=500, testing=300))
-        if small
-        else (dict(training=2000, testing=1000), dict(training=2000, testing=1000))
-    )
-    rpn = WeightedRPN(
-        anchors,
-        RPNHead(fpn_channels, anchors.num_anchors_per_location()[0]),
-        fg_iou_thresh=0.7,
-        bg_iou_thresh=0.3,
-        batch_size_per_image=256,
-        positive_fraction=0.5,
-        pre_nms_top_n=top_n[0],
-        post_nms_top_n=top_n[1],
-        nms_thresh=0.7,
-    )
-    roi_heads = WeightedRoIHeads(
-        MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2),
-        TwoMLPHead(fpn_channels * 7 * 7, representation),
-        FastRCNNPredictor(representation, num_classes + 1),
-        fg_iou_thresh=0.5,
-        bg_iou_thresh=0.5,
-        batch_size_per_image=128 if small else 512,
-        positive_fraction=0.25,
-        bbox_reg_weights=None,
-        score_thresh=0.01,
-        nms_thresh=0.5,
-        detections_per_img=100,
-        label_smoothing=label_smoothing,
-    )
-    transform = GeneralizedRCNNTransform(min_size, max_size, IMAGENET_MEAN, IMAGENET_STD)
-    return FasterRCNN(GeneralizedRCNN(features, rpn, roi_heads, transform))
+    pooler = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+    box_head = TwoMLPHead(fpn_channels * 7 * 7, representation)
+    box_head.out_channels = representation
+    return features, anchors, pooler, box_head
 
 
 def backbone_state(body: nn.Module) -> OrderedDict:

@@ -3,8 +3,14 @@
 ``model(images, targets)`` returns a dict of named losses in training mode and, in eval
 mode, one ``{"boxes", "scores", "labels"}`` dict per image in that image's own pixels.
 Training images arrive already resized to the batch's square size (random shapes pick
-it); test images of any size are resized to ``input_size`` here and the boxes mapped back.
-Images are float in [0, 1]; normalisation happens inside.
+it); test images of any size are resized to ``test_size`` (``input_size`` unless set) here
+and the boxes mapped back. Images are float in [0, 1]; normalisation happens inside.
+
+Anchors are fixed pixel sizes, whatever the input size, as in Darknet and the authors'
+GluonCV ``yolo3_darknet53`` (its ``anchors`` are constants of the network): random shapes
+therefore change which anchor and level a box is assigned to, part of what that trick
+does. The paper's nine anchors are the default; ``bof anchors`` computes k-means anchors
+for other data and sizes. They are a buffer of the model, so ``model.pt`` carries them.
 """
 
 from __future__ import annotations
@@ -20,16 +26,12 @@ from torchvision.ops import batched_nms
 from bof.models.darknet import Darknet53, conv_bn, scaled_channels
 from bof.models.yolo_loss import decode, yolo_loss
 
-# (w, h) at a 416 x 416 input, level-major: strides 8, 16, 32
-ANCHORS_416 = ((10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198), (373, 326))
-REFERENCE_SIZE = 416
+# The paper's (w, h) in input pixels, level-major (strides 8, 16, 32): YOLOv3 [16] and
+# GluonCV's yolo3_darknet53_voc/coco, ``anchors=[[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]``
+PAPER_ANCHORS = ((10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198), (373, 326))
+ANCHORS_PER_LEVEL = 3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def anchors_for(size: int, device=None) -> torch.Tensor:
-    """The 9 anchors [9, 2] in pixels at a ``size x size`` input: they scale with the input."""
-    return torch.tensor(ANCHORS_416, dtype=torch.float32, device=device) * (size / REFERENCE_SIZE)
 
 
 class DetectionBlock(nn.Module):
@@ -59,6 +61,8 @@ class YOLOv3(nn.Module):
         width: float = 1.0,
         depth: float = 1.0,
         input_size: int = 416,
+        test_size: int | None = None,
+        anchors: Sequence[Sequence[float]] = PAPER_ANCHORS,
         label_smoothing: float = 0.0,
         ignore_iou: float = 0.7,
         objectness_prior: float | None = None,
@@ -68,8 +72,11 @@ class YOLOv3(nn.Module):
         detections_per_image: int = 100,
     ):
         super().__init__()
+        if len(anchors) != 3 * ANCHORS_PER_LEVEL:
+            raise ValueError(f"YOLOv3 needs {3 * ANCHORS_PER_LEVEL} anchors (3 per level), got {len(anchors)}")
         self.num_classes = num_classes
         self.input_size = input_size
+        self.test_size = test_size or input_size
         self.label_smoothing = label_smoothing
         self.ignore_iou = ignore_iou
         self.score_threshold, self.nms_iou, self.nms_topk, self.detections_per_image = (
@@ -89,6 +96,7 @@ class YOLOv3(nn.Module):
         self.heads = nn.ModuleList([nn.Conv2d(2 * c, outputs, 1) for c in (w512, w256, w128)])
         if objectness_prior is not None:
             self.init_objectness(objectness_prior)
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).reshape(-1, 2))  # [9, 2] (w, h)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -126,7 +134,7 @@ class YOLOv3(nn.Module):
             return yolo_loss(
                 predictions,
                 targets,
-                anchors_for(size, batch.device),
+                self.anchors,
                 size,
                 label_smoothing=self.label_smoothing,
                 ignore_iou=self.ignore_iou,
@@ -135,7 +143,7 @@ class YOLOv3(nn.Module):
 
     @torch.no_grad()
     def detect(self, images: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        size = self.input_size
+        size = self.test_size
         original = [image.shape[-2:] for image in images]
         batch = torch.stack(
             [
@@ -146,7 +154,7 @@ class YOLOv3(nn.Module):
             ]
         )
         predictions = self.raw_outputs((batch - self.mean) / self.std)
-        anchors = anchors_for(size, batch.device)
+        anchors = self.anchors
         boxes, scores = [], []
         for level, prediction in enumerate(predictions):
             prediction = prediction.float()

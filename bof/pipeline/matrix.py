@@ -211,16 +211,21 @@ def table_cells(preset: Preset, name: str) -> list[list[Cell]]:
 
 def figure_cells(preset: Preset) -> dict[str, tuple[Cell, ...]]:
     """The runs each model-based figure compares, chosen from the preset's tables when they
-    hold them (Figure 6b: Table 2's step and cosine rows; Figures 7-9: Table 4's freebies),
-    otherwise the minimal pair on the YOLOv3 baseline."""
+    hold them (Figure 5: Table 1's baseline and Beta(1.5, 1.5) rows, "identical settings
+    except mixup"; Figure 6b: Table 2's step and cosine rows; Figures 7-9: Table 4's
+    freebies), otherwise the minimal pair on the YOLOv3 baseline."""
     detectors = preset.raw["detectors"]
     figures: dict[str, tuple[Cell, ...]] = {}
     if "yolov3" in detectors:
         baseline = cell(preset, "yolov3", {}, False)
-        figures["figure5"] = (
-            baseline,
-            cell(preset, "yolov3", {"mixup": {"mode": "beta", "alpha": 1.5, "beta": 1.5}}, False),
-        )
+        if "table1" in preset.tables:
+            rows = preset.tables["table1"]["rows"]
+            figures["figure5"] = tuple(cell(preset, "yolov3", row["tricks"], False) for row in (rows[0], rows[-1]))
+        else:
+            figures["figure5"] = (
+                baseline,
+                cell(preset, "yolov3", {"mixup": {"mode": "beta", "alpha": 1.5, "beta": 1.5}}, False),
+            )
         if "table2" in preset.tables:
             rows = {row["name"]: row for row in preset.tables["table2"]["rows"]}
             figures["figure6"] = tuple(
@@ -404,10 +409,35 @@ def data_section(preset: Preset) -> dict:
     return {"format": "voc", "root": f"{data_root(preset)}/VOCdevkit", "train": dataset["train"], "val": dataset["val"]}
 
 
+def anchors_path(preset: Preset, detector: str) -> str | None:
+    """Where the pipeline writes a detector's k-means anchors (``model.anchors: kmeans``), or None."""
+    detector = canonical(preset, detector)
+    if preset.raw["detectors"][detector]["model"].get("anchors") != "kmeans":
+        return None
+    return f"{preset.results}/data/anchors_{detector}.json"
+
+
+def anchors_targets(preset: Preset) -> list[str]:
+    """Every k-means anchors file the preset's detectors use (part of the data stage)."""
+    return sorted({path for detector in preset.raw["detectors"] if (path := anchors_path(preset, detector))})
+
+
+def anchors_input(preset: Preset, job: Job) -> list[str]:
+    path = anchors_path(preset, job.detector)
+    return [path] if path else []
+
+
+def anchors_size(preset: Preset, detector: str) -> int:
+    """The input size k-means anchors are computed at: the detector's training size."""
+    return int(preset.raw["detectors"][canonical(preset, detector)]["model"].get("input_size", 416))
+
+
 def train_config(preset: Preset, job: Job) -> TrainConfig:
     entry = cells(preset)[(job.detector, job.combo)]
     spec = preset.raw["detectors"][job.detector]
     model = dict(spec["model"])
+    if model.get("anchors") == "kmeans":
+        model["anchors"] = anchors_path(preset, job.detector)
     key = pretrain_key(preset, job.detector)
     if key is not None:
         model["pretrained"] = f"{pretrain_dir(preset, key, entry.pretrain_mixup)}/backbone.pt"
@@ -431,6 +461,12 @@ def pretrain_config(preset: Preset, backbone: str, mixup: bool) -> PretrainConfi
     spec = preset.raw["pretrain"].get(backbone)
     if spec is None:
         raise ConfigError(f"{preset.path}: no `pretrain.{backbone}` settings")
+    spec = dict(spec)
+    # the mixup twin's own settings, where the recipe being reproduced differs (GluonCV's
+    # darknet53-mixup.sh trained 200 epochs against darknet53.sh's 120)
+    mixup_recipe = spec.pop("mixup_recipe", {})
+    if mixup:
+        spec.update(mixup_recipe)
     data = {
         **spec,
         "backbone": backbone,

@@ -11,6 +11,7 @@ from pathlib import Path
 from bof.io import atomic_write_json, atomic_write_text
 from bof.pipeline.matrix import Preset, figure_cells, jobs, run_dir
 from bof.report import figures
+from bof.report.summary import counts, reproduction_frame, summary_markdown
 from bof.report.tables import table_frame, write_table
 
 log = logging.getLogger("bof.report")
@@ -95,6 +96,7 @@ def make_report(preset: Preset) -> Path:
         "several seeds ran); the paper's values are those it reports, on the real datasets at full scale.",
         "",
     ]
+    lines += [summary_markdown(preset), ""]
     if missing:
         lines += ["**Missing inputs** (these parts are left out):", "", *[f"- {m}" for m in missing], ""]
     for paths in table_paths.values():
@@ -112,8 +114,8 @@ def make_report(preset: Preset) -> Path:
 
 
 def summary(preset: Preset) -> dict:
-    """The tables' numbers (our mean per row) for ``dvc metrics``."""
-    out = {}
+    """The tables' numbers (our mean per row) and the reproduction counts, for ``dvc metrics``."""
+    out = {"reproduction": counts(reproduction_frame(preset))}
     for name in preset.tables:
         frame = table_frame(preset, name)
         out[name] = {

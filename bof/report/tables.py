@@ -110,6 +110,7 @@ def table_frame(preset: Preset, name: str) -> pd.DataFrame:
                 "paper_delta": None
                 if row.paper is None or row.paper_baseline is None
                 else row.paper - row.paper_baseline,
+                "is_baseline": row.cell == row.baseline,
                 "run": f"{row.cell.detector}/{row.cell.combo}",
             }
         )

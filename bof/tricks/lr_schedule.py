@@ -29,11 +29,13 @@ def lr_at(
     mode: Mode = "cosine",
     step_epochs: Sequence[float] = (),
     step_factor: float = 0.1,
+    warmup_start: float = 0.0,
 ) -> float:
     """Learning rate at iteration ``t`` (0-based).
 
     With ``W = warmup_epochs * iters_per_epoch`` and ``T = epochs * iters_per_epoch``:
-    ``base * t / W`` while ``t < W``; then cosine ``base * (1 + cos(pi (t - W) / (T - W))) / 2``,
+    ``base * (s + (1 - s) t / W)`` while ``t < W``, ``s = warmup_start`` (0 for GluonCV's
+    YOLOv3, 1/3 for its Faster R-CNN); then cosine ``base * (1 + cos(pi (t - W) / (T - W))) / 2``,
     or step ``base * step_factor ** k`` with k the number of ``step_epochs`` reached.
     """
     if mode not in ("cosine", "step"):
@@ -41,7 +43,7 @@ def lr_at(
     warmup = warmup_epochs * iters_per_epoch
     total = epochs * iters_per_epoch
     if t < warmup:
-        return base_lr * t / warmup
+        return base_lr * (warmup_start + (1 - warmup_start) * t / warmup)
     if mode == "cosine":
         progress = min(1.0, (t - warmup) / max(total - warmup, 1))
         return base_lr * (1 + math.cos(math.pi * progress)) / 2

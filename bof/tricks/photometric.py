@@ -1,20 +1,25 @@
 """Photometric distortion for single-stage detectors (§3.3, "random color jittering").
 
-The semantics are those of the authors' GluonCV ``random_color_distort``: additive
-brightness ``U(-32, 32)`` (of 255), then either contrast-saturation-hue or
-saturation-hue-contrast, each applied with p = 0.5; contrast ``x a + (1 - a) mean_luma``,
-saturation ``x a + (1 - a) luma(x)`` with ``a ~ U(0.5, 1.5)``; hue a rotation of the
-chroma plane of YIQ by ``U(-18, 18)`` degrees; no clipping between the steps.
+The semantics are those of the authors' GluonCV ``random_color_distort``
+(``gluoncv/data/transforms/experimental/image.py``), the code the paper's numbers come from:
+
+* brightness: ``x + U(-32, 32)`` (of 255);
+* then either contrast, saturation, hue or saturation, hue, contrast, each with p = 0.5:
+* contrast: ``x * a``, ``a ~ U(0.5, 1.5)``: a plain scale (``src *= alpha``), no blend toward a mean;
+* saturation: ``x a + (1 - a) luma(x)``, ``a ~ U(0.5, 1.5)``, luma with weights (0.299, 0.587, 0.114);
+* hue: a rotation of the chroma plane of YIQ by ``d * pi`` radians, ``d ~ U(-18, 18)``,
+  back to RGB with GluonCV's rounded inverse matrix. GluonCV's ``hue_delta=18`` reads as
+  degrees but multiplies them by pi as if they were fractions of a half turn, so the hue is
+  in effect rotated uniformly at random; we keep what ran (``hue_scale=math.pi``), and
+  ``hue_scale=math.pi / 180`` gives the ±18 degrees the argument's name suggests;
+* no clipping between the steps. GluonCV keeps the result in float32 until normalisation;
+  ``bof`` keeps images uint8 between steps of the pipeline, so the result is rounded and
+  clipped to 0..255 once, at the end (a documented deviation).
 
 Why a kernel of our own: torchvision's ``RandomPhotometricDistort`` has multiplicative
 brightness, an HSV hue shift, a channel shuffle and clips after every op, which are
-different semantics. And because each step above is an affine map of the RGB vector
-(contrast's offset depends only on the image mean, itself an affine image of the
-original mean), the whole distortion composes into one 3x3 matrix and one offset,
-applied to the image in a single pass.
-
-(GluonCV multiplies the hue angle in degrees by pi, which turns "18 degrees" into an
-almost uniform rotation; we rotate by the stated 18 degrees.)
+different semantics. Because each step above is an affine map of the RGB vector, the whole
+distortion composes into one 3x3 matrix and one offset, applied in a single pass.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ import torch
 from bof.tricks.random import bernoulli, uniform
 
 LUMA = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+# GluonCV's ``tyiq`` and ``ityiq`` (the latter a rounded inverse of the former)
 RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.321], [0.211, -0.523, 0.311]], dtype=torch.float64)
-YIQ_TO_RGB = torch.linalg.inv(RGB_TO_YIQ)
+YIQ_TO_RGB = torch.tensor([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.107, 1.705]], dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,9 @@ class PhotometricParams:
     brightness: float | None = None  # additive, in 0..255 units
     contrast: float | None = None
     saturation: float | None = None
-    hue_degrees: float | None = None
+    hue: float | None = None  # GluonCV's hue draw d; the rotation is d * hue_scale radians
     contrast_first: bool = True
+    hue_scale: float = math.pi
 
 
 def make_photometric_params(
@@ -48,7 +55,8 @@ def make_photometric_params(
     brightness_delta: float = 32.0,
     contrast_range: tuple[float, float] = (0.5, 1.5),
     saturation_range: tuple[float, float] = (0.5, 1.5),
-    hue_delta_degrees: float = 18.0,
+    hue_delta: float = 18.0,
+    hue_scale: float = math.pi,
     p: float = 0.5,
 ) -> PhotometricParams:
     def maybe(low: float, high: float) -> float | None:
@@ -60,48 +68,40 @@ def make_photometric_params(
         brightness=maybe(-brightness_delta, brightness_delta),
         contrast=maybe(*contrast_range),
         saturation=maybe(*saturation_range),
-        hue_degrees=maybe(-hue_delta_degrees, hue_delta_degrees),
+        hue=maybe(-hue_delta, hue_delta),
         contrast_first=bernoulli(generator, 0.5),
+        hue_scale=hue_scale,
     )
 
 
-def color_transform(params: PhotometricParams, channel_means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The distortion as ``x -> matrix @ x + offset`` on RGB vectors (float64 [3, 3], [3]).
-
-    ``channel_means`` [3] is the mean RGB of the input image, needed by contrast.
-    """
+def color_transform(params: PhotometricParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distortion as ``x -> matrix @ x + offset`` on RGB vectors (float64 [3, 3], [3])."""
     matrix = torch.eye(3, dtype=torch.float64)
     offset = torch.zeros(3, dtype=torch.float64)
-    means = channel_means.to(torch.float64)
 
-    def then(step_matrix: torch.Tensor, step_offset: torch.Tensor) -> None:
+    def then(step_matrix: torch.Tensor, step_offset: torch.Tensor | None = None) -> None:
         nonlocal matrix, offset
-        matrix, offset = step_matrix @ matrix, step_matrix @ offset + step_offset
+        matrix, offset = step_matrix @ matrix, step_matrix @ offset
+        if step_offset is not None:
+            offset = offset + step_offset
 
     def contrast() -> None:
         if params.contrast is not None:
-            mean_luma = LUMA @ (matrix @ means + offset)
-            then(
-                params.contrast * torch.eye(3, dtype=torch.float64),
-                (1 - params.contrast) * mean_luma * torch.ones(3, dtype=torch.float64),
-            )
+            then(params.contrast * torch.eye(3, dtype=torch.float64))
 
     def saturation() -> None:
         if params.saturation is not None:
             a = params.saturation
-            then(
-                a * torch.eye(3, dtype=torch.float64) + (1 - a) * torch.ones(3, 1, dtype=torch.float64) @ LUMA[None],
-                torch.zeros(3, dtype=torch.float64),
-            )
+            then(a * torch.eye(3, dtype=torch.float64) + (1 - a) * torch.ones(3, 1, dtype=torch.float64) @ LUMA[None])
 
     def hue() -> None:
-        if params.hue_degrees is not None:
-            angle = math.radians(params.hue_degrees)
+        if params.hue is not None:
+            angle = params.hue * params.hue_scale
             rotation = torch.tensor(
                 [[1.0, 0.0, 0.0], [0.0, math.cos(angle), -math.sin(angle)], [0.0, math.sin(angle), math.cos(angle)]],
                 dtype=torch.float64,
             )
-            then(YIQ_TO_RGB @ rotation @ RGB_TO_YIQ, torch.zeros(3, dtype=torch.float64))
+            then(YIQ_TO_RGB @ rotation @ RGB_TO_YIQ)
 
     if params.brightness is not None:
         then(torch.eye(3, dtype=torch.float64), torch.full((3,), params.brightness, dtype=torch.float64))
@@ -121,12 +121,6 @@ def apply_color_transform(image: torch.Tensor, matrix: torch.Tensor, offset: tor
 
 def photometric_distort(image: torch.Tensor, params: PhotometricParams) -> torch.Tensor:
     """Apply one draw to a uint8 image [3, H, W]."""
-    if (
-        params.brightness is None
-        and params.contrast is None
-        and params.saturation is None
-        and params.hue_degrees is None
-    ):
+    if params.brightness is None and params.contrast is None and params.saturation is None and params.hue is None:
         return image
-    means = image.float().mean(dim=(1, 2)) if params.contrast is not None else torch.zeros(3)
-    return apply_color_transform(image, *color_transform(params, means))
+    return apply_color_transform(image, *color_transform(params))

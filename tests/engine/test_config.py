@@ -74,3 +74,20 @@ def test_example_configs_are_valid():
     assert len(paths) >= 4
     for path in paths:
         load_config(path, cls=PretrainConfig if path.name.startswith("pretrain") else TrainConfig)
+
+
+def test_pretraining_lighting_noise_moves_colours_along_imagenets_principal_components():
+    import torch
+
+    from bof.engine.pretrain import PCA_EIGENVALUES, PCA_EIGENVECTORS, Lighting
+
+    image = torch.full((3, 4, 5), 0.5)
+    assert torch.equal(Lighting(0.0)(image), image)
+    torch.manual_seed(0)
+    alpha = torch.randn(3) * 0.1
+    torch.manual_seed(0)
+    shifted = Lighting(0.1)(image)
+    expected = PCA_EIGENVECTORS @ (alpha * PCA_EIGENVALUES)
+    assert torch.allclose(shifted[:, 2, 3] - 0.5, expected) and torch.allclose(
+        shifted - shifted[:, :1, :1], torch.zeros(1)
+    )

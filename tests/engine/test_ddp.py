@@ -1,4 +1,5 @@
-"""Two CPU processes under torchrun (gloo), with synchronized BN: the DDP path runs for real."""
+"""Two CPU processes under torchrun (gloo), with synchronized BN: the DDP path runs for real,
+its model.pt is the baseline architecture, and its sharded evaluation equals one process's."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import sys
 
 import torch
 
+from bof.config import load_config
+from bof.engine.build import open_split
 from bof.engine.checkpoint import load_checkpoint
+from bof.engine.distributed import Context
+from bof.engine.predict import load_model, predict
+from bof.evaluation import evaluate_voc_predictions
+from bof.models import build_detector
 
 
 def test_torchrun_two_processes_with_sync_bn(tiny_config, tmp_path):
@@ -29,3 +36,17 @@ def test_torchrun_two_processes_with_sync_bn(tiny_config, tmp_path):
     model = load_checkpoint(out / "model.pt")["model"]
     assert all(torch.isfinite(v).all() for v in model.values() if v.is_floating_point())
     assert len(json.loads((out / "val_curve.json").read_text())) == 2
+    # zero inference cost: the SyncBN-trained weights load into the plain-BN baseline, strictly
+    baseline = build_detector(load_config(path), 4)
+    assert not any(
+        isinstance(m, torch.nn.SyncBatchNorm) or type(m).__name__ == "CPUSyncBatchNorm" for m in baseline.modules()
+    )
+    baseline.load_state_dict(model, strict=True)
+    # the two processes' sharded, gathered evaluation equals one process on the same model.pt
+    single, config, _ = load_model(out / "model.pt")
+    dataset = open_split(config.data, "val")
+    predictions = predict(single, dataset, Context(0, 1, 0, torch.device("cpu")), batch_size=2)
+    assert len(predictions) == len(dataset)
+    assert (
+        evaluate_voc_predictions(predictions, dataset)["mAP"] == json.loads((out / "metrics.json").read_text())["mAP"]
+    )

@@ -24,7 +24,25 @@ WRITER = textwrap.dedent(
     import json, sys, torch
     from bof.engine.checkpoint import save_checkpoint
     from bof.io import atomic_write_json
+    import os, signal
     kind, path = sys.argv[1], sys.argv[2]
+    kill_at = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    real_fdopen = os.fdopen
+
+    def fdopen_then_die(fd, mode, *args, **kwargs):
+        # from generation `kill_at` on, the first write to the temporary file gets half its
+        # bytes to disk and then the process is SIGKILLed: a kill in the middle of a write
+        stream = real_fdopen(fd, mode, *args, **kwargs)
+        if kill_at and generation >= kill_at:
+            real_write = stream.write
+            def write(data):
+                real_write(bytes(data)[: len(data) // 2])
+                stream.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+            stream.write = write
+        return stream
+
+    os.fdopen = fdopen_then_die
     for generation in range(1, 10**6):
         if kind == "checkpoint":
             save_checkpoint({"generation": generation, "weights": torch.full((4_000_000,), float(generation))}, path)
@@ -61,6 +79,20 @@ def test_sigkill_during_writes_leaves_the_previous_file_valid(tmp_path, kind):
     assert all(
         name.startswith(f".{path.name}.") and name.endswith(".tmp") for name in leftovers
     )  # only hidden temporaries
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "metrics"])
+def test_a_kill_in_the_middle_of_a_write_leaves_the_previous_file(tmp_path, kind):
+    """Deterministic: the writer dies with half of generation 3's bytes in its temporary file."""
+    path = tmp_path / ("checkpoint.pt" if kind == "checkpoint" else "metrics.json")
+    process = subprocess.run([sys.executable, "-c", WRITER, kind, str(path), "3"], capture_output=True, text=True)
+    assert process.returncode == -signal.SIGKILL and process.stdout.split() == ["1", "2"]
+    assert check(kind, path) == 2
+    (temporary,) = [p for p in tmp_path.iterdir() if p != path]  # the write that was cut short
+    assert temporary.name.startswith(f".{path.name}.") and temporary.name.endswith(".tmp")
+    assert 0 < temporary.stat().st_size < path.stat().st_size  # half written: the kill landed mid-write
+    with pytest.raises((BofError, ValueError)):
+        check(kind, temporary)
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from bof.models.yolo_loss import _assign, _gather_targets, decode, shape_iou, yolo_loss
-from bof.models.yolov3 import ANCHORS_416, YOLOv3, anchors_for
+from bof.models.yolov3 import PAPER_ANCHORS, YOLOv3
 
 NUM_CLASSES = 3
+ANCHORS = torch.tensor(PAPER_ANCHORS, dtype=torch.float32)
 
 
 def zero_predictions(size: int, batch: int = 1) -> list[torch.Tensor]:
@@ -39,10 +40,10 @@ def test_shape_iou():
 
 @pytest.mark.parametrize("anchor_index", range(9))
 def test_each_box_goes_to_its_best_anchor_and_centre_cell(anchor_index):
-    w, h = ANCHORS_416[anchor_index]
+    w, h = PAPER_ANCHORS[anchor_index]
     cx, cy = 203.0, 150.0
     predictions = zero_predictions(416)
-    positives = _assign(_gather_targets([target(box_at(cx, cy, w, h))], "cpu"), anchors_for(416), predictions, 416)
+    positives = _assign(_gather_targets([target(box_at(cx, cy, w, h))], "cpu"), ANCHORS, predictions, 416)
     level, anchor = divmod(anchor_index, 3)
     stride = 8 * 2**level
     for other in range(3):
@@ -54,19 +55,24 @@ def test_each_box_goes_to_its_best_anchor_and_centre_cell(anchor_index):
     assert found["box_weight"].item() == pytest.approx(2 - w * h / 416**2)
 
 
-def test_anchors_scale_with_the_input_size():
-    w, h = ANCHORS_416[4]
-    predictions = zero_predictions(832)
+@pytest.mark.parametrize("size", [320, 416, 608])
+def test_anchors_are_fixed_pixels_at_every_input_size(size):
+    """Darknet/GluonCV: a box of anchor 4's pixel size is anchor 4's positive at any random
+    shape, with a zero scale target; the model's anchors do not follow the input size."""
+    model = YOLOv3(NUM_CLASSES, width=0.125, depth=0.34, input_size=416)
+    assert model.anchors.tolist() == [list(map(float, pair)) for pair in PAPER_ANCHORS]
+    w, h = PAPER_ANCHORS[4]
     positives = _assign(
-        _gather_targets([target(box_at(400, 400, 2 * w, 2 * h))], "cpu"), anchors_for(832), predictions, 832
+        _gather_targets([target(box_at(160, 160, w, h))], "cpu"), model.anchors, zero_predictions(size), size
     )
-    assert len(positives[1]["weight"]) == 1 and positives[1]["scale"].abs().max() < 1e-5
+    assert [len(level["weight"]) for level in positives] == [0, 1, 0]
+    assert int(positives[1]["index"][1]) == 1 and positives[1]["scale"].abs().max() < 1e-5
 
 
 def test_two_boxes_on_one_anchor_and_cell_the_later_wins():
-    w, h = ANCHORS_416[8]
+    w, h = PAPER_ANCHORS[8]
     gt = _gather_targets([target(box_at(200, 200, w, h), box_at(205, 210, w, h), labels=[1, 2])], "cpu")
-    positives = _assign(gt, anchors_for(416), zero_predictions(416), 416)
+    positives = _assign(gt, ANCHORS, zero_predictions(416), 416)
     assert positives[2]["label"].tolist() == [2]
 
 
@@ -74,46 +80,44 @@ def test_objectness_ignores_good_non_positive_predictions():
     """A non-positive prediction decoding onto the box (IoU > 0.7) leaves the objectness loss,
     however confident it is; every other non-positive is pushed towards 0."""
     size = 416
-    w, h = ANCHORS_416[6]
+    w, h = PAPER_ANCHORS[6]
     cx = cy = 200.0  # stride-32 cell 6; the positive is anchor 6 there
     gt = torch.tensor([box_at(cx, cy, w, h)])
     predictions = zero_predictions(size)
     with torch.no_grad():  # anchor 7 in the same cell, shaped and placed onto the box, very confident
         cell = predictions[2][0, 1, :, 6, 6]
-        big_w, big_h = ANCHORS_416[7]
+        big_w, big_h = PAPER_ANCHORS[7]
         cell[0] = cell[1] = torch.logit(torch.tensor(cx / 32 - 6))
         cell[2], cell[3] = math.log(w / big_w), math.log(h / big_h)
         cell[4] = 6.0
-    loss = yolo_loss(predictions, [target(gt[0].tolist())], anchors_for(size), size)["loss_objectness"]
+    loss = yolo_loss(predictions, [target(gt[0].tolist())], ANCHORS, size)["loss_objectness"]
     from torchvision.ops import box_iou
 
     expected = 0.0
     for level, prediction in enumerate(predictions):
-        boxes = decode(
-            prediction.detach(), anchors_for(size)[3 * level : 3 * level + 3], size / prediction.shape[-1]
-        ).reshape(-1, 4)
+        boxes = decode(prediction.detach(), ANCHORS[3 * level : 3 * level + 3], size / prediction.shape[-1]).reshape(
+            -1, 4
+        )
         logits = prediction.detach()[0, :, 4].reshape(-1)
         kept = box_iou(boxes, gt)[:, 0] <= 0.7
         expected += F.softplus(logits[kept]).sum().item()  # BCE(logit, 0)
     positive = predictions[2].detach()[0, 0, 4, 6, 6]
     expected += F.softplus(-positive).item()  # the positive, target 1 (its box overlaps too: counted once)
-    assert box_iou(decode(predictions[2].detach(), anchors_for(size)[6:9], 32.0)[0, 1, 6, 6][None], gt).item() > 0.99
+    assert box_iou(decode(predictions[2].detach(), ANCHORS[6:9], 32.0)[0, 1, 6, 6][None], gt).item() > 0.99
     assert loss.item() == pytest.approx(expected, rel=1e-5)
-    without_rule = yolo_loss(predictions, [target(gt[0].tolist())], anchors_for(size), size, ignore_iou=1.1)[
-        "loss_objectness"
-    ]
+    without_rule = yolo_loss(predictions, [target(gt[0].tolist())], ANCHORS, size, ignore_iou=1.1)["loss_objectness"]
     assert without_rule.item() > loss.item() + 5.0  # softplus(6) would have been paid
 
 
 def test_mixup_weight_scales_every_positive_term_and_box_weight_is_applied():
     size = 416
-    w, h = ANCHORS_416[3]
+    w, h = PAPER_ANCHORS[3]
     predictions = [
         p.detach().normal_(generator=torch.Generator().manual_seed(i)).requires_grad_(True)
         for i, p in enumerate(zero_predictions(size))
     ]
-    full = yolo_loss(predictions, [target(box_at(100, 100, w, h), labels=[2], weights=[1.0])], anchors_for(size), size)
-    half = yolo_loss(predictions, [target(box_at(100, 100, w, h), labels=[2], weights=[0.5])], anchors_for(size), size)
+    full = yolo_loss(predictions, [target(box_at(100, 100, w, h), labels=[2], weights=[1.0])], ANCHORS, size)
+    half = yolo_loss(predictions, [target(box_at(100, 100, w, h), labels=[2], weights=[0.5])], ANCHORS, size)
     for name in ("loss_center", "loss_scale", "loss_class"):
         assert half[name].item() == pytest.approx(0.5 * full[name].item(), rel=1e-5)
     positive = predictions[1][0, 0, :, 100 // 16, 100 // 16]
@@ -128,7 +132,7 @@ def test_mixup_weight_scales_every_positive_term_and_box_weight_is_applied():
 
 def test_label_smoothing_on_the_class_targets():
     size = 416
-    w, h = ANCHORS_416[0]
+    w, h = PAPER_ANCHORS[0]
     predictions = zero_predictions(size)
     with torch.no_grad():
         predictions[0][0, 0, 5:, 5, 5] = torch.tensor([2.0, -1.0, 0.5])
@@ -136,7 +140,7 @@ def test_label_smoothing_on_the_class_targets():
     loss = yolo_loss(
         predictions,
         [target(box_at(5 * 8 + 4, 5 * 8 + 4, w, h), labels=[1])],
-        anchors_for(size),
+        ANCHORS,
         size,
         label_smoothing=eps,
     )
@@ -148,7 +152,7 @@ def test_label_smoothing_on_the_class_targets():
 
 def test_images_without_boxes_and_gradients():
     predictions = zero_predictions(64, batch=2)
-    loss = yolo_loss(predictions, [target(), target(box_at(30, 30, 20, 20))], anchors_for(64), 64)
+    loss = yolo_loss(predictions, [target(), target(box_at(30, 30, 20, 20))], ANCHORS, 64)
     assert all(torch.isfinite(v) for v in loss.values())
     sum(loss.values()).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in predictions)
@@ -166,3 +170,69 @@ def test_decode_and_postprocess_roundtrip():
     assert detections["boxes"].shape[1] == 4 and len(detections["boxes"]) <= 100
     if len(detections["boxes"]):
         assert detections["boxes"][:, 2].max() <= 80 + 1e-3 and detections["boxes"][:, 3].max() <= 50 + 1e-3
+
+
+def test_the_same_box_in_two_images_is_two_positives():
+    w, h = PAPER_ANCHORS[4]
+    box = box_at(200, 120, w, h)
+    positives = _assign(_gather_targets([target(box), target(box)], "cpu"), ANCHORS, zero_predictions(416, 2), 416)
+    batch_index, anchor, row, column = positives[1]["index"]
+    assert batch_index.tolist() == [0, 1] and anchor.tolist() == [1, 1]
+    assert row.tolist() == [120 // 16] * 2 and column.tolist() == [200 // 16] * 2
+
+
+def test_images_of_a_batch_do_not_touch_each_others_loss():
+    """Every term is a per-image sum averaged over the batch: the batch loss times its size is
+    the sum of the single-image losses, so no box of one image enters another's ignore mask,
+    objectness or assignment (image b's box sits where image a's predictions would be ignored)."""
+    size = 416
+    generator = torch.Generator().manual_seed(7)
+    predictions = [torch.randn(2, 3, 5 + NUM_CLASSES, size // s, size // s, generator=generator) for s in (8, 16, 32)]
+    w, h = PAPER_ANCHORS[5]
+    targets = [
+        target(box_at(100, 100, w, h), labels=[1], weights=[0.7]),
+        target(box_at(100, 100, w, h), box_at(300, 260, 80, 40), labels=[2, 0], weights=[1.0, 0.4]),
+    ]
+    both = yolo_loss(predictions, targets, ANCHORS, size)
+    for name in both:
+        alone = sum(
+            yolo_loss([p[index : index + 1] for p in predictions], [targets[index]], ANCHORS, size)[name]
+            for index in range(2)
+        )
+        assert (2 * both[name]).item() == pytest.approx(alone.item(), rel=1e-5), name
+
+
+def test_decode_at_an_off_diagonal_cell_of_a_non_square_grid():
+    prediction = torch.zeros(1, 3, 5 + NUM_CLASSES, 4, 6)  # 4 rows, 6 columns
+    prediction[0, 2, 0, 1, 3] = 1.0  # tx at row 1, column 3
+    prediction[0, 2, 1, 1, 3] = -0.5  # ty
+    prediction[0, 2, 2, 1, 3] = math.log(2.0)  # tw: twice the anchor
+    anchors = torch.tensor([[10.0, 20.0], [30.0, 40.0], [50.0, 70.0]])
+    box = decode(prediction, anchors, 16.0)[0, 2, 1, 3]
+    cx, cy = (torch.sigmoid(torch.tensor(1.0)).item() + 3) * 16, (torch.sigmoid(torch.tensor(-0.5)).item() + 1) * 16
+    assert box.tolist() == pytest.approx([cx - 50, cy - 35, cx + 50, cy + 35])
+
+
+def test_nms_at_iou_045_and_top_k_400():
+    model = YOLOv3(NUM_CLASSES, width=0.125, depth=0.34, input_size=64).eval()
+    assert (model.nms_iou, model.nms_topk, model.detections_per_image, model.score_threshold) == (0.45, 400, 100, 0.01)
+
+    def overlap(iou):  # a box beside [0, 0, 100, 100] whose IoU with it is `iou`
+        shift = 100 * (1 - iou) / (1 + iou)
+        return [shift, 0.0, 100 + shift, 100.0]
+
+    scores = torch.zeros(3, NUM_CLASSES)
+    scores[:, 0] = torch.tensor([0.9, 0.8, 0.7])
+    boxes = torch.tensor([[0.0, 0, 100, 100], overlap(0.46), overlap(0.44)])
+    assert model.postprocess(boxes, scores)["scores"].tolist() == pytest.approx([0.9, 0.7])  # 0.46 suppressed
+    # 400 near-copies of one box outrank a lone box elsewhere: top-k leaves the lone box out
+    copies = torch.tensor([[0.0, 0, 100, 100]]).repeat(400, 1) + torch.rand(
+        400, 1, generator=torch.Generator().manual_seed(0)
+    )
+    boxes = torch.cat([copies, torch.tensor([[300.0, 300, 350, 350]])])
+    scores = torch.zeros(401, NUM_CLASSES)
+    scores[:, 1] = torch.cat([torch.linspace(0.9, 0.5, 400), torch.tensor([0.4])])
+    kept = model.postprocess(boxes, scores)
+    assert len(kept["scores"]) == 1 and kept["scores"].item() == pytest.approx(0.9)
+    model.nms_topk = 401
+    assert len(model.postprocess(boxes, scores)["scores"]) == 2

@@ -37,7 +37,7 @@ def test_presets_load_and_every_job_has_a_valid_config(preset):
 def test_shared_combinations_train_once():
     preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
     t1, t2, t4, t5 = (matrix.table_cells(preset, name) for name in ("table1", "table2", "table4", "table5"))
-    assert t1[0][0] == t2[1][0]  # the baseline of Tables 1 and 2
+    assert t1[0][0] == t2[3][0]  # Table 1's baseline (the 81.5 model: SyncBN, random shapes) is a Table 2 row
     assert t2[-2][0] == t5[0][0] and t2[-1][0] == t5[0][1]  # stacked rows = Table 5's plain-backbone cells
     assert t4[2][1] == t5[1][1]  # YOLOv3 with all freebies = mixup in both phases
     t3, t6 = matrix.table_cells(preset, "table3"), matrix.table_cells(preset, "table6")
@@ -158,3 +158,31 @@ def test_report_json_of_the_pipeline_matches_the_preset_file():
     preset = matrix.load_preset(ROOT / "config" / "smoke.yaml")
     round_trip = json.loads(json.dumps({"raw": preset.raw, "tables": preset.tables}))
     assert round_trip["tables"]["table1"]["rows"][0]["name"] == "baseline"
+
+
+def test_the_mixup_twin_gets_its_own_recipe():
+    """GluonCV's darknet53-mixup.sh trained 200 epochs, darknet53.sh 120; nothing else differs."""
+    preset = matrix.load_preset(ROOT / "config" / "voc.yaml")
+    plain = matrix.pretrain_config(preset, "darknet53", False)
+    mixed = matrix.pretrain_config(preset, "darknet53", True)
+    assert (plain.epochs, mixed.epochs) == (120, 200) and not plain.mixup and mixed.mixup
+    assert {k: v for k, v in vars(plain).items() if k not in ("epochs", "mixup")} == {
+        k: v for k, v in vars(mixed).items() if k not in ("epochs", "mixup")
+    }
+    assert (plain.crop_scale_min, plain.color_jitter, plain.lighting, plain.decay_norm_and_bias) == (
+        0.08,
+        0.4,
+        0.1,
+        False,
+    )
+
+
+def test_kmeans_anchors_are_a_data_output_named_by_the_training_config():
+    preset = matrix.load_preset(ROOT / "config" / "smoke.yaml")
+    assert matrix.anchors_targets(preset) == ["results/smoke/data/anchors_yolov3.json"]
+    job = next(j for j in matrix.jobs(preset) if j.detector == "yolov3")
+    assert matrix.train_config(preset, job).model.anchors == "results/smoke/data/anchors_yolov3.json"
+    assert matrix.anchors_input(preset, job) == ["results/smoke/data/anchors_yolov3.json"]
+    assert matrix.anchors_size(preset, "yolov3") == 64
+    frcnn = next(j for j in matrix.jobs(preset) if j.detector != "yolov3")
+    assert matrix.anchors_input(preset, frcnn) == []

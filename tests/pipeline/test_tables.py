@@ -71,3 +71,24 @@ def test_written_formats(preset, tmp_path):
     assert "| YOLOv3: Our BoF | 34.00 ± 1.00 | +3.00 [+3.00, +3.00] | 37.00 | +4.00 | 3 |" in markdown
     assert "\\begin{tabular}" in paths["tex"].read_text() and "Faster-RCNN R101" in paths["tex"].read_text()
     assert paths["csv"].read_text().splitlines()[0].startswith("model,ours,ours_std,seeds,delta")
+
+
+def test_reproduction_summary_counts_signs_and_intervals(preset):
+    from bof.report.summary import counts, reproduction_frame, summary_markdown
+
+    preset = matrix.Preset(preset.path, preset.raw, {name: preset.tables[name] for name in ("table1", "table4")})
+    rows = matrix.table_cells(preset, "table1")
+    baseline = [0.50, 0.52, 0.51]
+    for seed in range(3):
+        write_metric(preset, rows[0][0], seed, baseline[seed], "voc07")
+        write_metric(preset, rows[1][0], seed, baseline[seed] + 0.02 + 0.001 * seed, "voc07")  # +2: significant
+        write_metric(preset, rows[2][0], seed, baseline[seed] + (0.01, -0.01, 0.005)[seed], "voc07")  # unclear
+        write_metric(preset, rows[3][0], seed, baseline[seed] - 0.03 - 0.001 * seed, "voc07")  # clearly worse
+    frame = reproduction_frame(preset)
+    verdicts = dict(zip(frame["model"], frame["verdict"], strict=True))
+    assert verdicts["0.5:0.5 evenly"] == "significant"
+    assert verdicts["beta(1.0, 1.0), weighted loss"] == "sign"  # mean +0.17, interval across 0
+    assert verdicts["beta(1.5, 1.5), weighted loss"] == "opposite-significant"
+    assert verdicts["YOLOv3: Our BoF"] == "missing" and "baseline" not in verdicts
+    assert counts(frame) == {"deltas": 6, "measured": 3, "same_sign": 2, "significant": 1, "opposite_significant": 1}
+    assert "**2 of 3 of the paper's deltas reproduced in sign, 1 significant**" in summary_markdown(preset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torchvision import tv_tensors
@@ -15,41 +16,41 @@ from bof.tricks.photometric import PhotometricParams, make_photometric_params, p
 from bof.tricks.random import generator_for
 from bof.tricks.ssd_crop import Expansion, Window, crop_boxes, expand_crop_resize, sample_crop
 
-COEF = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
-
 
 def reference_distort(image: torch.Tensor, p: PhotometricParams) -> torch.Tensor:
-    """Step by step in float64, no clipping in between (the GluonCV semantics), written per pixel."""
-    x = image.double()
+    """GluonCV's ``random_color_distort`` (v0.4, experimental/image.py) transcribed on an HWC
+    float array with the draws of ``p`` in place of its ``np.random`` calls; rounded and
+    clipped once at the end, where bof returns to uint8."""
+    src = image.permute(1, 2, 0).double().numpy().copy()
 
-    def contrast(x):
-        if p.contrast is None:
-            return x
-        gray = (x * COEF[:, None, None]).sum(0).mean()
-        return x * p.contrast + (1 - p.contrast) * gray
+    def contrast(src):
+        if p.contrast is not None:
+            src *= p.contrast
+        return src
 
-    def saturation(x):
-        if p.saturation is None:
-            return x
-        gray = (x * COEF[:, None, None]).sum(0, keepdim=True)
-        return x * p.saturation + (1 - p.saturation) * gray
+    def saturation(src):
+        if p.saturation is not None:
+            gray = src * np.array([[[0.299, 0.587, 0.114]]])
+            gray = np.sum(gray, axis=2, keepdims=True)
+            gray *= 1.0 - p.saturation
+            src *= p.saturation
+            src += gray
+        return src
 
-    def hue(x):
-        if p.hue_degrees is None:
-            return x
-        u, w = math.cos(math.radians(p.hue_degrees)), math.sin(math.radians(p.hue_degrees))
-        tyiq = torch.tensor(
-            [[0.299, 0.587, 0.114], [0.596, -0.274, -0.321], [0.211, -0.523, 0.311]], dtype=torch.float64
-        )
-        rotate = torch.tensor([[1.0, 0, 0], [0, u, -w], [0, w, u]], dtype=torch.float64)
-        t = torch.linalg.inv(tyiq) @ rotate @ tyiq
-        return torch.einsum("ij,jhw->ihw", t, x)
+    def hue(src):
+        if p.hue is not None:
+            u, w = np.cos(p.hue * np.pi), np.sin(p.hue * np.pi)
+            bt = np.array([[1.0, 0.0, 0.0], [0.0, u, -w], [0.0, w, u]])
+            tyiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.321], [0.211, -0.523, 0.311]])
+            ityiq = np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.107, 1.705]])
+            t = np.dot(np.dot(ityiq, bt), tyiq).T
+            src = np.dot(src, t)
+        return src
 
     if p.brightness is not None:
-        x = x + p.brightness
-    for step in (contrast, saturation, hue) if p.contrast_first else (saturation, hue, contrast):
-        x = step(x)
-    return x.round().clamp(0, 255).to(torch.uint8)
+        src += p.brightness
+    src = hue(saturation(contrast(src))) if p.contrast_first else contrast(hue(saturation(src)))
+    return torch.from_numpy(src).permute(2, 0, 1).round().clamp(0, 255).to(torch.uint8)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -75,19 +76,23 @@ def test_photometric_single_steps():
     ]
     gray = photometric_distort(image, PhotometricParams(saturation=0.0))
     assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
-    flat = photometric_distort(image, PhotometricParams(contrast=0.0))  # every pixel becomes the mean luma
-    assert flat.unique().numel() == 1
-    assert torch.equal(photometric_distort(image, PhotometricParams(hue_degrees=0.0)), image)
+    halved = photometric_distort(image, PhotometricParams(contrast=0.5))  # GluonCV: src *= alpha, no mean
+    assert halved.flatten().tolist() == [5, 100, 10, 50, 15, 0]
+    assert torch.equal(photometric_distort(image, PhotometricParams(hue=0.0)), image)
+    turned = photometric_distort(image, PhotometricParams(hue=1.0))  # pi radians: chroma negated in YIQ
+    assert not torch.equal(turned, image)
+    assert torch.equal(photometric_distort(image, PhotometricParams(hue=2.0)), image)  # a full turn (rounded ityiq)
     assert photometric_distort(image, PhotometricParams(brightness=-255.0)).eq(0).all()  # clipped once, at the end
 
 
 def test_each_step_applied_about_half_the_time():
     draws = [make_photometric_params(generator_for(i)) for i in range(2000)]
-    for name in ("brightness", "contrast", "saturation", "hue_degrees"):
+    for name in ("brightness", "contrast", "saturation", "hue"):
         share = sum(getattr(d, name) is not None for d in draws) / len(draws)
         assert 0.45 < share < 0.55
     assert all(-32 <= d.brightness <= 32 for d in draws if d.brightness is not None)
     assert all(0.5 <= d.contrast <= 1.5 for d in draws if d.contrast is not None)
+    assert all(-18 <= d.hue <= 18 and d.hue_scale == math.pi for d in draws if d.hue is not None)
 
 
 def test_expand_crop_resize_matches_resizing_the_built_canvas():

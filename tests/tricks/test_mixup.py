@@ -127,3 +127,70 @@ def test_classification_mixup_pairs_the_reversed_batch():
         lams.append(soft[0, 0].item())
     lams = torch.tensor(lams)
     assert ((lams < 0.1) | (lams > 0.9)).float().mean() > 0.6  # Beta(0.2, 0.2) is U-shaped
+
+
+def _identity(image, target, *, size, generator):
+    return image, target
+
+
+def _check_epoch(dataset, samples, mixing: bool) -> list[float]:
+    """Every sample of an epoch is lam * itself + (1 - lam) * its partner with weights lam / 1 - lam
+    (a swap would blend the other way round), or, when not mixing, the sample itself."""
+    by_id = {s.image_id: index for index, s in enumerate(dataset.samples)}
+    lams = []
+    for image, target in samples:
+        own_image, own = dataset[by_id[target["image_id"]]]
+        if not mixing:
+            assert "mixed_with" not in target and target["weights"].tolist() == [1.0] * len(own["labels"])
+            assert torch.equal(image, own_image)
+            continue
+        assert len(own["labels"]) > 0
+        lam = float(target["weights"][0])  # float32: the blend below may round 1 level differently
+        partner_image, partner = dataset[by_id[target["mixed_with"]]]
+        expected, _, labels, weights = mix_detection(
+            own_image, own["boxes"], own["labels"], partner_image, partner["boxes"], partner["labels"], lam
+        )
+        assert (image.int() - expected.int()).abs().max() <= 1 and target["labels"].tolist() == labels.tolist()
+        assert target["weights"].tolist() == pytest.approx(weights.tolist())
+        lams.append(lam)
+    return lams
+
+
+def test_beta_mixup_in_the_engines_workers_switches_off_for_the_last_epochs(tiny_config, tmp_path):
+    """The engine's own loaders (a new one each epoch, two workers): Beta(1.5, 1.5) mixing in
+    epochs 1-2, none in the last two (off_last_epochs=2)."""
+    from bof.engine.distributed import Context
+    from bof.engine.train import Trainer
+
+    _, config = tiny_config(
+        "yolov3", ("optim.epochs=4", "run.workers=2", "tricks.mixup.mode=beta", "tricks.mixup.off_last_epochs=2")
+    )
+    trainer = Trainer(config, tmp_path / "run", Context(0, 1, 0, torch.device("cpu")), progress=False)
+    trainer.training_set.augment = _identity  # compare pixels exactly
+    lams = []
+    for epoch in range(4):
+        samples = [pair for images, targets in trainer.loader(epoch) for pair in zip(images, targets, strict=True)]
+        assert len(samples) == trainer.iters_per_epoch * config.optim.batch_size
+        lams += _check_epoch(trainer.train_data, samples, mixing=epoch < 2)
+    assert len(lams) == 2 * len(samples) and len(set(lams)) == len(lams) and min(lams) > 0 and max(lams) < 1
+
+
+def test_persistent_workers_see_the_epoch_in_the_key(two_image_devkit):
+    """Workers that outlive an epoch cannot hold a stale mixup switch: the epoch travels in the key."""
+    from bof.data.training import KeyedBatchSampler
+
+    dataset = VOCDetection(two_image_devkit)
+    training = TrainingSet(dataset, _identity, mixup=DetectionMixup(mode="beta", off_last_epochs=1), epochs=2, seed=3)
+    batches = KeyedBatchSampler(
+        torch.utils.data.SequentialSampler(range(2)), 2, epoch=0, first_iteration=0, size_at=lambda i: None
+    )
+    loader = torch.utils.data.DataLoader(
+        training, batch_sampler=batches, num_workers=2, persistent_workers=True, collate_fn=collate_detection
+    )
+    first = [pair for images, targets in loader for pair in zip(images, targets, strict=True)]
+    workers = loader._iterator._workers
+    batches.epoch = 1
+    last = [pair for images, targets in loader for pair in zip(images, targets, strict=True)]
+    assert loader._iterator._workers is workers  # the same worker processes
+    assert len(_check_epoch(dataset, first, mixing=True)) == 2
+    _check_epoch(dataset, last, mixing=False)

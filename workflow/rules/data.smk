@@ -88,6 +88,28 @@ rule coco_val_annotations:
         "bof data to-coco {params.source} --out {output:q} > {log:q} 2>&1"
 
 
+rule anchors:
+    input:
+        DATA_CHECKS,
+    output:
+        f"{RESULTS}/data/anchors_{{detector}}.json",
+    log:
+        f"{RESULTS}/logs/anchors_{{detector}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/anchors_{{detector}}.tsv"
+    wildcard_constraints:
+        detector="[a-z0-9_]+",
+    conda:
+        "../../environment.yml"
+    params:
+        source=lambda wildcards: matrix.check_arguments(PRESET, "train"),
+        size=lambda wildcards: matrix.anchors_size(PRESET, wildcards.detector),
+        seed=PRESET.seeds[0],
+    shell:
+        "bof anchors {params.source} --size {params.size} --seed {params.seed} --out {output:q} > {log:q} 2>&1"
+
+
 rule data:
     input:
         DATA_CHECKS,
+        matrix.anchors_targets(PRESET),

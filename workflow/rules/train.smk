@@ -2,6 +2,7 @@ rule train:
     input:
         DATA_CHECKS,
         lambda wildcards: matrix.pretrained_input(PRESET, matrix.Job.of(wildcards)),
+        lambda wildcards: matrix.anchors_input(PRESET, matrix.Job.of(wildcards)),
     output:
         model=f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}/model.pt",
         curve=f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}/val_curve.json",

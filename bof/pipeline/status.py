@@ -1,0 +1,123 @@
+"""Where a preset's pipeline stands, read from its outputs alone: which pretrainings and
+trainings are done, which are running (and how far), and an estimate of the time left.
+
+Snakemake prints "N of M steps done" and each training its tqdm bar; with dozens of
+trainings on two cores neither says what is left. This reads the files every job writes
+(``backbone.pt``, ``model.pt``, ``checkpoint.pt``, ``train_log.jsonl``, ``run.json``), so it
+works on a pipeline started by ``make run``, ``snakemake`` or a cluster alike.
+
+The estimate: a finished run's wall time stands for the unfinished runs of its detector
+(a running one's elapsed time over its done fraction when none has finished), the work left
+is summed and divided by the number of jobs that run at once (``--cores``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bof.pipeline.matrix import Preset, jobs, pretrain_dir, pretrain_jobs, run_dir, train_config
+
+RUNNING_WITHIN_SECONDS = 600  # a run folder touched this recently is running, older is interrupted
+
+
+@dataclass(frozen=True)
+class JobState:
+    name: str
+    kind: str  # "pretrain" or the detector
+    state: str  # "done", "running", "interrupted", "waiting"
+    fraction: float  # of its work done
+    seconds: float | None  # wall time when done, elapsed so far when running
+
+
+def _training_state(folder: Path, total_iterations: int, now: float) -> tuple[str, float, float | None]:
+    if (folder / "run.json").exists() and (folder / "model.pt").exists():
+        return "done", 1.0, float(json.loads((folder / "run.json").read_text())["wall_seconds"])
+    log = folder / "train_log.jsonl"
+    if not log.exists():
+        return "waiting", 0.0, None
+    lines = log.read_text().splitlines()
+    iteration = json.loads(lines[-1])["iteration"] if lines else 0
+    started = (folder / "config.yaml").stat().st_mtime  # written when the run (re)starts
+    recent = now - max(p.stat().st_mtime for p in folder.iterdir()) < RUNNING_WITHIN_SECONDS
+    return ("running" if recent else "interrupted"), min(1.0, iteration / max(total_iterations, 1)), now - started
+
+
+def _pretrain_state(folder: Path, epochs: int, now: float) -> tuple[str, float, float | None]:
+    if (folder / "backbone.pt").exists():
+        run = folder / "run.json"
+        return "done", 1.0, float(json.loads(run.read_text())["wall_seconds"]) if run.exists() else None
+    checkpoint = folder / "checkpoint.pt"
+    if not folder.exists() or not any(folder.iterdir()):
+        return "waiting", 0.0, None
+    recent = now - max(p.stat().st_mtime for p in folder.iterdir()) < RUNNING_WITHIN_SECONDS
+    fraction = 0.0
+    if checkpoint.exists():
+        from bof.engine.checkpoint import load_checkpoint
+
+        fraction = load_checkpoint(checkpoint)["state"]["epoch"] / epochs
+    started = min(p.stat().st_mtime for p in folder.iterdir())
+    return ("running" if recent else "interrupted"), fraction, now - started
+
+
+def pipeline_status(preset: Preset, *, now: float | None = None) -> list[JobState]:
+    from bof.pipeline.matrix import pretrain_config
+
+    now = time.time() if now is None else now
+    states = []
+    for backbone, mixup in pretrain_jobs(preset):
+        folder = Path(pretrain_dir(preset, backbone, mixup))
+        epochs = pretrain_config(preset, backbone, mixup).epochs
+        states.append(JobState(str(folder), "pretrain", *_pretrain_state(folder, epochs, now)))
+    for job in jobs(preset):
+        folder = Path(run_dir(preset, job))
+        total = _total_iterations(folder, train_config(preset, job).optim.epochs)
+        states.append(JobState(str(folder), job.detector, *_training_state(folder, total, now)))
+    return states
+
+
+def _total_iterations(folder: Path, epochs: int) -> int:
+    """A run's iterations: epoch 1's last logged iteration times the epochs (a lower bound while in epoch 1)."""
+    log = folder / "train_log.jsonl"
+    if not log.exists():
+        return 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    firsts = [r for r in records if r["epoch"] == 1]
+    per_epoch = max((r["iteration"] for r in firsts), default=0) if any(r["epoch"] > 1 for r in records) else None
+    if per_epoch is None:  # still in epoch 1: the last record is a lower bound, refined as it goes
+        return max(epochs * max((r["iteration"] for r in records), default=1), 1)
+    return per_epoch * epochs
+
+
+def estimate_seconds_left(states: list[JobState], cores: int) -> float | None:
+    """Work left over the jobs that run at once; None when no job has shown its pace yet."""
+    per_kind: dict[str, float] = {}
+    for kind in {s.kind for s in states}:
+        done = [s.seconds for s in states if s.kind == kind and s.state == "done" and s.seconds]
+        paced = [
+            s.seconds / s.fraction for s in states if s.kind == kind and s.state == "running" and s.fraction > 0.05
+        ]
+        if done or paced:
+            per_kind[kind] = sum(done or paced) / len(done or paced)
+    if any(s.state != "done" and s.kind not in per_kind for s in states):
+        return None
+    left = sum(per_kind[s.kind] * (1 - s.fraction) for s in states if s.state != "done")
+    return left / max(cores, 1)
+
+
+def format_status(states: list[JobState], cores: int) -> str:
+    counts = {state: sum(s.state == state for s in states) for state in ("done", "running", "interrupted", "waiting")}
+    left = estimate_seconds_left(states, cores)
+    eta = "unknown until a job shows its pace" if left is None else f"about {left / 60:.0f} min left on {cores} cores"
+    lines = [
+        f"{counts['done']} of {len(states)} pretraining and training jobs done, {counts['running']} running, "
+        f"{counts['waiting']} waiting"
+        + (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
+        + f"; {eta}"
+    ]
+    for s in states:
+        if s.state in ("running", "interrupted"):
+            lines.append(f"  {s.state:<11} {s.name}: {100 * s.fraction:3.0f} %")
+    return "\n".join(lines)
