@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bof-installed
 
-.PHONY: setup run pipeline figures pull test lint clean-venv
+.PHONY: setup run status pipeline figures pull test lint clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,16 @@ SNAKEMAKE := $(ENV) $(BIN)/snakemake --cores $(CORES) --configfile config/$(PRES
 
 # The main job: every stage of dvc.yaml (data, pretrain, train, evaluate, report) on the
 # mini preset, each a Snakemake target; outputs land in results/mini/ and DVC's cache.
+# While it runs, `bof status` prints every STATUS_EVERY seconds how many jobs are done, which
+# are running (and how far) and an estimate of the time left (`make status` prints it once).
+STATUS_EVERY ?= 120
 run: setup
 	sed -i 's/^preset: .*/preset: $(PRESET)/' params.yaml
-	$(ENV) $(BIN)/dvc repro
+	@$(BIN)/bof status --preset config/$(PRESET).yaml --cores $(CORES) --watch $(STATUS_EVERY) & watcher=$$!; \
+	$(ENV) $(BIN)/dvc repro; code=$$?; kill $$watcher 2> /dev/null; exit $$code
+
+status: setup
+	@$(BIN)/bof status --preset config/$(PRESET).yaml --cores $(CORES)
 
 # The same pipeline without DVC (e.g. on a cluster: make pipeline PRESET=voc PROFILE=slurm).
 PROFILE ?= local

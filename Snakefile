@@ -7,7 +7,6 @@
 # The logic lives in the bof package (bof.pipeline.matrix); the rules only wire it.
 import json
 import os
-import shlex
 from pathlib import Path
 
 from snakemake.utils import validate

@@ -154,6 +154,17 @@ class BatchNormConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """The single-stage augmentation's recipe, shared by every row of a table (not a trick switch)."""
+
+    max_expand_ratio: float = 4.0  # zoom-out canvas up to this many times the image (GluonCV random_expand)
+
+    def __post_init__(self) -> None:
+        if self.max_expand_ratio < 1:
+            raise ConfigError(f"augment.max_expand_ratio must be >= 1, got {self.max_expand_ratio}")
+
+
+@dataclass(frozen=True)
 class TricksConfig:
     """The switches of the paper's tables; each enters training through data, loss, schedule or model."""
 
@@ -218,6 +229,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     tricks: TricksConfig = field(default_factory=TricksConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
 

@@ -61,9 +61,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--classes",
-        type=int,
-        default=defaults["num_classes"],
-        help=f"number of object classes, 1-{MAX_CLASSES} (default %(default)s)",
+        default=str(defaults["num_classes"]),
+        help=f"number of object classes, 1-{MAX_CLASSES}, which takes the first ones (confusable pairs sit "
+        "together), or a comma-separated list of class names (default %(default)s)",
     )
     parser.add_argument(
         "--seed", type=int, default=defaults["seed"], help="fixes every image, box and split (default %(default)s)"
@@ -93,6 +93,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="smallest object size in pixels (default %(default)s)",
     )
     parser.add_argument(
+        "--clutter",
+        type=int,
+        default=defaults["clutter"],
+        help="most non-object distractors behind the objects, 0 for none (default %(default)s)",
+    )
+    parser.add_argument(
+        "--occluders",
+        type=int,
+        default=defaults["occluders"],
+        help="most distractors drawn over the objects (default %(default)s)",
+    )
+    parser.add_argument(
+        "--inside",
+        type=float,
+        default=defaults["inside"],
+        help="0: object centres anywhere, objects often cut by the border; 1: centres at least half an "
+        "object size from the border (default %(default)s)",
+    )
+    parser.add_argument(
         "--cls-images-per-class",
         type=int,
         default=defaults["cls_images_per_class"],
@@ -118,15 +137,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bof.data.synth.writer import generate
 
+    names = tuple(name.strip() for name in args.classes.split(",") if name.strip())
+    if len(names) == 1 and names[0].isdigit():
+        num_classes, names = int(names[0]), ()
+    else:
+        num_classes = len(names)
     config = SynthConfig(
         num_images=args.num_images,
         image_size=args.image_size,
-        num_classes=args.classes,
+        num_classes=num_classes,
+        class_names=names,
         seed=args.seed,
         test_fraction=args.test_fraction,
         val_fraction=args.val_fraction,
         max_objects=args.max_objects,
         min_object_size=args.min_object_size,
+        clutter=args.clutter,
+        occluders=args.occluders,
+        inside=args.inside,
         cls_images_per_class=args.cls_images_per_class,
         cls_image_size=args.cls_image_size,
     )

@@ -37,7 +37,9 @@ def open_split(data: DataConfig, split: str, *, check_images: str = "header") ->
 def augmentation(config: TrainConfig):
     """The §3.3 pipeline for the detector family; "augmentation off" keeps only the resize."""
     if config.model.arch == "yolov3":
-        return SingleStageAugment() if config.tricks.augmentation else SingleStageAugment.off()
+        if not config.tricks.augmentation:
+            return SingleStageAugment.off()
+        return SingleStageAugment(max_expand_ratio=config.augment.max_expand_ratio)
     return TwoStageAugment(config.model.min_size, config.model.max_size, flip=config.tricks.augmentation)
 
 

@@ -83,7 +83,8 @@ def predict(
 def evaluate_model(
     model: nn.Module, dataset: DetectionDataset, context: distributed.Context, *, batch_size: int = 8
 ) -> dict:
-    """The dataset's headline metric: VOC07 mAP@0.5 for VOC data, COCO AP@[.5:.95] for COCO data."""
+    """The dataset's headline metric (VOC07 mAP@0.5 for VOC data, COCO AP@[.5:.95] for COCO data),
+    with the evaluation's details and, under ``predictions``, the detections it scored."""
     was_training = model.training
     predictions = predict(model, dataset, context, batch_size=batch_size)
     model.train(was_training)
@@ -91,9 +92,9 @@ def evaluate_model(
         return {"metric_name": None, "value": None}
     if isinstance(dataset, CocoDetection):
         report = evaluate_coco_predictions(predictions, dataset)
-        return {**report, "metric_name": "AP", "value": report["AP"]}
+        return {**report, "metric_name": "AP", "value": report["AP"], "predictions": predictions}
     report = evaluate_voc_predictions(predictions, dataset, metric="voc07")
-    return {**report, "metric_name": "mAP", "value": report["mAP"]}
+    return {**report, "metric_name": "mAP", "value": report["mAP"], "predictions": predictions}
 
 
 def write_results(predictions: list[dict], dataset: DetectionDataset, out: Path, *, split: str) -> list[Path]:

@@ -11,6 +11,8 @@ model. Everything it writes goes to the run folder::
     train_log.jsonl  losses, lr and throughput every ``run.log_every`` iterations
     val_curve.json   validation metric every ``run.val_every`` epochs (Figure 6b)
     metrics.json     the final validation report
+    predictions/     the final validation's detections in the ecosystem's formats (``bof predict``'s
+                     output: ``voc/comp4_det_<split>_<class>.txt`` and ``coco_results.json``)
     run.json         config, seed, versions, git commit, device, wall time, images/s, metrics
 
 A run folder that already holds a checkpoint of the same config resumes from it.
@@ -36,7 +38,7 @@ from bof.data.training import KeyedBatchSampler
 from bof.engine import distributed
 from bof.engine.build import open_split, size_schedule, training_set
 from bof.engine.checkpoint import load_checkpoint, save_checkpoint
-from bof.engine.predict import MODEL_FORMAT, evaluate_model
+from bof.engine.predict import MODEL_FORMAT, evaluate_model, write_results
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json, atomic_write_text
@@ -309,6 +311,8 @@ class Trainer:
             out / "model.pt",
         )
         metrics = {key: value for key, value in report.items() if key != "predictions"}
+        split = self.config.data.val[0].split(":")[-1] if self.config.data.format == "voc" else "val"
+        write_results(report["predictions"], self.val_data, out / "predictions", split=split)
         atomic_write_json(out / "metrics.json", metrics)
         images_per_second = self.state.images_seen / self.state.train_seconds if self.state.train_seconds else None
         atomic_write_json(

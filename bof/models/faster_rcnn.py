@@ -34,9 +34,10 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.resnet import BasicBlock
-from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import FrozenBatchNorm2d
+
+from bof.models.roi_align import SparseRoIAlign
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -330,7 +331,7 @@ def faster_rcnn(
         features = c4_features(body)
         sizes = (16, 32, 64, 128, 256) if small else (32, 64, 128, 256, 512)  # GluonCV: 16 x (2, 4, 8, 16, 32)
         rpn_anchors = CellCentredAnchors((sizes,), ((0.5, 1.0, 2.0),))
-        pooler = MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=2)
+        pooler = SparseRoIAlign(["0"], output_size=14, sampling_ratio=2)
         box_head = Res5Head(body.layer4, stage_channels(body)[3])
     train_proposals = (dict(training=2000, testing=1000), dict(training=500, testing=rpn_test_proposals))
     if not small:  # GluonCV: 12000 -> 2000 proposals in training, 6000 -> rpn_test_post_nms in testing
@@ -376,7 +377,7 @@ def _fpn_parts(body: nn.Module, small: bool):
     )
     sizes = ((16,), (32,), (64,), (128,), (256,)) if small else ((32,), (64,), (128,), (256,), (512,))
     anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
-    pooler = MultiScaleRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+    pooler = SparseRoIAlign(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
     box_head = TwoMLPHead(fpn_channels * 7 * 7, representation)
     box_head.out_channels = representation
     return features, anchors, pooler, box_head

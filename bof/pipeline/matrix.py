@@ -448,6 +448,7 @@ def train_config(preset: Preset, job: Job) -> TrainConfig:
         "data": data_section(preset),
         "model": model,
         "tricks": json.loads(entry.tricks_json),
+        "augment": spec.get("augment", {}),
         "optim": spec.get("optim", {}),
         "run": spec.get("run", {}),
     }
@@ -491,6 +492,15 @@ def pretrain_config_json(preset: Preset, backbone: str, mixup: bool) -> str:
 # --- what the rules pass on the command line ---
 
 
+def synth_options(preset: Preset) -> str:
+    """``bof synth`` options of the preset's ``dataset.synth`` (shell-quoted); ``class_names``
+    becomes ``--classes a,b,...``."""
+    options = dict(preset.dataset["synth"])
+    if "class_names" in options:
+        options["classes"] = ",".join(options.pop("class_names"))
+    return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items())
+
+
 def check_arguments(preset: Preset, split: str) -> str:
     """``bof data check``/``to-coco`` arguments naming the preset's train or val data (shell-quoted)."""
     data = data_section(preset)
@@ -507,6 +517,12 @@ def pretrained_input(preset: Preset, job: Job) -> list[str]:
     if key is None:
         return []
     return [f"{pretrain_dir(preset, key, cells(preset)[(job.detector, job.combo)].pretrain_mixup)}/backbone.pt"]
+
+
+def job_threads(preset: Preset) -> int:
+    """CPU threads of each training and pretraining job (``threads`` in the preset, default 2):
+    on a 2-core machine, two 1-thread jobs side by side finish more work than one 2-thread job."""
+    return int(preset.raw.get("threads", 2))
 
 
 def gpus(preset: Preset, detector: str) -> int:

@@ -81,12 +81,17 @@ def summary_markdown(preset: Preset) -> str:
     def number(value, sign=True):
         return "—" if not _present(value) else (f"{value:+.2f}" if sign else f"{value:.2f}")
 
+    seeds = int(max(frame["seeds"], default=0))
+    intervals = (
+        f"paired 95 % interval over {seeds} seeds excludes 0"
+        if seeds > 1
+        else "one seed: no interval, nothing can be significant"
+    )
     lines = [
         "## What reproduced",
         "",
         f"**{n['same_sign']} of {n['measured']} of the paper's deltas reproduced in sign, {n['significant']} significant** "
-        f"(paired 95 % interval over {max(frame['seeds'], default=0)} seeds excludes 0); "
-        f"{n['opposite_significant']} significantly opposite"
+        f"({intervals}); {n['opposite_significant']} significantly opposite"
         + (f"; {n['deltas'] - n['measured']} not run" if n["measured"] < n["deltas"] else "")
         + ".",
         "",

@@ -48,6 +48,13 @@ def test_train_writes_a_complete_run(tiny_config, tmp_path, arch):
     assert log[-1]["iteration"] == 6 and all(k in log[0] for k in ("lr", "epoch"))
     saved = load_checkpoint(out / "model.pt")
     assert saved["format"] == "bof-model-1" and saved["classes"] == ["circle", "octagon", "square", "diamond"]
+    # the final validation's detections, as `bof predict` writes them, score the reported metric
+    voc_files = sorted(p.name for p in (out / "predictions" / "voc").iterdir())
+    assert voc_files == [f"comp4_det_test_{c}.txt" for c in sorted(saved["classes"])]
+    assert main(["evaluate", "voc", "--devkit", config.data.root, "--results", str(out / "predictions" / "voc"),
+                 "--out", str(tmp_path / "voc.json")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "voc.json").read_text())["mAP"] == pytest.approx(report["value"], abs=1e-9)
+    assert json.loads((out / "predictions" / "coco_results.json").read_text()) is not None
 
 
 def test_predict_then_evaluate_reproduces_the_training_metric(tiny_config, tmp_path, tiny_synth, capsys):

@@ -42,7 +42,7 @@ def test_shared_combinations_train_once():
     assert t4[2][1] == t5[1][1]  # YOLOv3 with all freebies = mixup in both phases
     t3, t6 = matrix.table_cells(preset, "table3"), matrix.table_cells(preset, "table6")
     assert t6[0][0] == t3[-2][0]  # frcnn_r101 is the same detector as frcnn_r50 in this preset
-    assert len(matrix.jobs(preset)) == 19 and len(matrix.pretrain_jobs(preset)) == 4
+    assert len(matrix.jobs(preset)) == 19 * 3 and len(matrix.pretrain_jobs(preset)) == 4  # 19 combinations, 3 seeds
 
 
 def test_combo_names_are_canonical():
@@ -72,10 +72,10 @@ def test_job_configs_carry_the_preset_details():
     assert shapes.tricks.random_shapes.enabled and (
         shapes.tricks.random_shapes.min,
         shapes.tricks.random_shapes.max,
-    ) == (96, 160)
+    ) == (64, 128)
     assert shapes.tricks.batchnorm.mode == "sync"
     mixed = matrix.train_config(preset, matrix.Job(rows[-1][0].detector, rows[-1][0].combo, 0))
-    assert mixed.tricks.mixup.mode == "beta" and mixed.tricks.mixup.off_last_epochs == 2
+    assert mixed.tricks.mixup.mode == "beta" and mixed.tricks.mixup.off_last_epochs == 3
     assert mixed.model.pretrained == "results/mini/pretrain/darknet53/plain/backbone.pt"
     premix = matrix.table_cells(preset, "table5")[1][1]
     assert matrix.train_config(preset, matrix.Job(premix.detector, premix.combo, 0)).model.pretrained.endswith(
@@ -115,7 +115,6 @@ def job_counts(output: str) -> dict[str, int]:
                 "check_data": 2,
                 "pretrain": 2,
                 "train": 15,
-                "predict": 15,
                 "evaluate_voc": 15,
                 "figure_data": 2,
                 "report": 1,
@@ -128,7 +127,6 @@ def job_counts(output: str) -> dict[str, int]:
                 "check_data": 2,
                 "pretrain": 6,
                 "train": 14,
-                "predict": 12,
                 "evaluate_coco": 12,
                 "figure_data": 2,
                 "report": 1,

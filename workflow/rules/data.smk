@@ -14,10 +14,7 @@ if PRESET.dataset["kind"] == "synth":
             "../../environment.yml"
         params:
             root=lambda wildcards, output: os.path.dirname(output[0]),
-            options=" ".join(
-                f"--{key.replace('_', '-')} {shlex.quote(str(value))}"
-                for key, value in PRESET.dataset["synth"].items()
-            ),
+            options=matrix.synth_options(PRESET),
         shell:
             "bof synth --out {params.root:q} --force --quiet {params.options} > {log:q} 2>&1"
 
@@ -109,7 +106,10 @@ rule anchors:
         "bof anchors {params.source} --size {params.size} --seed {params.seed} --out {output:q} > {log:q} 2>&1"
 
 
+# The data stage's target: everything under results/<preset>/data, the COCO form of the
+# validation split included, so that no later stage writes into the data stage's outputs.
 rule data:
     input:
         DATA_CHECKS,
         matrix.anchors_targets(PRESET),
+        matrix.val_annotations_input(PRESET),

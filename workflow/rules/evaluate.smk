@@ -1,28 +1,12 @@
 EVAL = f"{RESULTS}/eval/{{detector}}/{{combo}}/seed{{seed}}"
 RUN = f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}"
-
-
-rule predict:
-    input:
-        model=f"{RUN}/model.pt",
-    output:
-        f"{EVAL}/predictions/coco_results.json",
-    log:
-        f"{RESULTS}/logs/predict/{{detector}}/{{combo}}_seed{{seed}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/predict/{{detector}}/{{combo}}_seed{{seed}}.tsv"
-    conda:
-        "../../environment.yml"
-    threads: 2
-    params:
-        out=lambda wildcards, output: os.path.dirname(output[0]),
-    shell:
-        "OMP_NUM_THREADS={threads} bof predict --model {input.model:q} --out {params.out:q} > {log:q} 2>&1"
+# A training writes its final validation's detections (what `bof predict` writes) to
+# {RUN}/predictions; the evaluations score those files with the official tools' rules.
 
 
 rule evaluate_voc:
     input:
-        f"{EVAL}/predictions/coco_results.json",
+        f"{RUN}/predictions/coco_results.json",
     output:
         f"{EVAL}/voc07.json",
     log:
@@ -44,7 +28,7 @@ rule evaluate_voc:
 
 rule evaluate_coco:
     input:
-        results=f"{EVAL}/predictions/coco_results.json",
+        results=f"{RUN}/predictions/coco_results.json",
         annotations=matrix.val_annotations_input(PRESET),
     output:
         f"{EVAL}/coco.json",

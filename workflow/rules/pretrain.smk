@@ -12,7 +12,7 @@ rule pretrain:
         variant="plain|mixup",
     conda:
         "../../environment.yml"
-    threads: 2
+    threads: matrix.job_threads(PRESET)
     resources:
         gpu=0,
     params:

@@ -7,6 +7,7 @@ rule train:
         model=f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}/model.pt",
         curve=f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}/val_curve.json",
         run=f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}/run.json",
+        predictions=f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}/predictions/coco_results.json",
     log:
         f"{RESULTS}/logs/train/{{detector}}/{{combo}}_seed{{seed}}.log",
     benchmark:
@@ -17,7 +18,7 @@ rule train:
         seed="[0-9]+",
     conda:
         "../../environment.yml"
-    threads: 2
+    threads: matrix.job_threads(PRESET)
     resources:
         gpu=lambda wildcards: matrix.gpus(PRESET, wildcards.detector),
     params:

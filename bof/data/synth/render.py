@@ -24,9 +24,13 @@ class SceneConfig:
     """How a scene is drawn; sizes are in pixels."""
 
     num_classes: int = 10
+    shapes: tuple[int, ...] = ()  # label -> index into SHAPE_CLASSES; () = the first num_classes
     image_size: int = 256  # longer side of the largest images
     min_object_size: float = 8.0
     max_objects: int = 6
+    clutter: int = 6  # most non-object distractors behind the objects (at least 1 when > 0)
+    occluders: int = 2  # most distractors drawn over the objects
+    inside: float = 0.0  # 0: object centres anywhere; 1: at least half an object size from the border
     difficult_visible_fraction: float = 0.3  # less visible than this -> difficult
     difficult_min_side: int = 8  # visible box thinner than this -> difficult
     min_visible_fraction: float = 0.06  # less visible than this -> not annotated
@@ -136,7 +140,8 @@ def render_scene(rng: np.random.Generator, config: SceneConfig) -> tuple[np.ndar
     height, width = image_shape(rng, config.image_size)
     image = textured_background(rng, height, width)
     canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
-    draw_clutter(rng, canvas, int(rng.integers(1, 7)))
+    behind = int(rng.integers(1, max(config.clutter, 1) + 1))  # the same draws whatever the setting
+    draw_clutter(rng, canvas, behind if config.clutter > 0 else 0)
     pixels = np.asarray(canvas, dtype=np.float32).copy()
 
     owner = np.full((height, width), -1, dtype=np.int16)
@@ -145,12 +150,16 @@ def render_scene(rng: np.random.Generator, config: SceneConfig) -> tuple[np.ndar
     max_size = 0.9 * min(height, width)
     for _ in range(num_objects):
         label = int(rng.integers(config.num_classes))
-        shape_class = SHAPE_CLASSES[label]
+        shape_class = SHAPE_CLASSES[config.shapes[label] if config.shapes else label]
         size = float(math.exp(rng.uniform(math.log(config.min_object_size), math.log(max_size))))
         jitter = math.log(shape_class.aspect_jitter)
         aspect = float(math.exp(rng.uniform(-jitter, jitter)))
         angle = float(rng.uniform(0, 2 * math.pi))
-        center = (float(rng.uniform(0, width)), float(rng.uniform(0, height)))
+        margin = config.inside * size / 2
+        center = (
+            float(rng.uniform(min(margin, width / 2), max(width - margin, width / 2))),
+            float(rng.uniform(min(margin, height / 2), max(height - margin, height / 2))),
+        )
         outline = 0
         if shape_class.outline_ok and size >= 24 and rng.random() < 0.2:
             outline = max(2, int(size * rng.uniform(0.08, 0.15)))
@@ -173,7 +182,7 @@ def render_scene(rng: np.random.Generator, config: SceneConfig) -> tuple[np.ndar
         drawn.append((label, full_count, inside_count, inside_count < 0.98 * full_count))
 
     canvas = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    occluders = draw_clutter(rng, canvas, int(rng.integers(0, 3)))  # clutter in front of objects
+    occluders = draw_clutter(rng, canvas, int(rng.integers(0, config.occluders + 1)))  # clutter in front
     owner[np.asarray(occluders) > 0] = -1
     blur = rng.uniform(0, 0.9)
     if blur > 0.3:
@@ -198,7 +207,7 @@ def _annotate(owner: np.ndarray, drawn: list[tuple[int, int, int, bool]], config
 
 
 def render_single_object(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """A square classification image [size, size, 3] holding one object of ``label``."""
+    """A square classification image [size, size, 3] holding one object of ``SHAPE_CLASSES[label]``."""
     image = textured_background(rng, size, size)
     canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     draw_clutter(rng, canvas, int(rng.integers(0, 4)))

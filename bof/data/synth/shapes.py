@@ -135,6 +135,9 @@ def class_names(num_classes: int) -> list[str]:
     return [shape.name for shape in SHAPE_CLASSES[:num_classes]]
 
 
+SHAPE_INDEX = {shape.name: index for index, shape in enumerate(SHAPE_CLASSES)}
+
+
 def place(vertices: np.ndarray, *, center: tuple[float, float], size: float, aspect: float, angle: float) -> np.ndarray:
     """Map object-frame vertices [N, 2] to image coordinates [N, 2].
 

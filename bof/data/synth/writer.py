@@ -21,7 +21,7 @@ from bof import __version__
 from bof.data.coco import detection_to_coco
 from bof.data.synth.config import SynthConfig
 from bof.data.synth.render import render_scene, render_single_object
-from bof.data.synth.shapes import class_names
+from bof.data.synth.shapes import SHAPE_INDEX
 from bof.data.voc import CLASSES_FILE, VOCDetection, format_voc_xml
 from bof.errors import BofError
 from bof.io import atomic_write_json
@@ -67,7 +67,7 @@ def _write_classification_image(
 ) -> None:
     split, label, number = job
     rng = np.random.default_rng([config.seed, 1, label, number])
-    pixels = render_single_object(rng, label, config.cls_image_size)
+    pixels = render_single_object(rng, SHAPE_INDEX[names[label]], config.cls_image_size)
     Image.fromarray(pixels).save(root / split / names[label] / f"{number:06d}.jpg", quality=config.jpeg_quality)
 
 
@@ -77,7 +77,7 @@ def _run(pool, function, jobs, description: str, progress: bool) -> list:
 
 
 def _write_dataset(config: SynthConfig, root: Path, *, workers: int, progress: bool) -> dict:
-    names = class_names(config.num_classes)
+    names = config.names
     devkit = root / "VOCdevkit"
     year_root = devkit / f"VOC{YEAR}"
     for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):

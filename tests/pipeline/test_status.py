@@ -1,0 +1,72 @@
+"""`bof status`: jobs done, running and waiting, and the time left, from run folders alone."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from bof.cli import main
+from bof.pipeline import matrix
+from bof.pipeline.status import estimate_seconds_left, format_status, pipeline_status
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def smoke_preset(tmp_path):
+    raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    raw["results"] = str(tmp_path / "results")
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    (tmp_path / "tables.yaml").write_text((ROOT / "config" / "tables.yaml").read_text())
+    return path, matrix.load_preset(path)
+
+
+def fake_run(folder: Path, *, iterations_logged: int, per_epoch: int, done_seconds: float | None = None):
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("{}")
+    records = [{"iteration": i, "epoch": (i - 1) // per_epoch + 1} for i in range(1, iterations_logged + 1)]
+    (folder / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if done_seconds is not None:
+        (folder / "model.pt").write_bytes(b"")
+        (folder / "run.json").write_text(json.dumps({"wall_seconds": done_seconds}))
+
+
+def test_status_counts_and_estimates(tmp_path):
+    path, preset = smoke_preset(tmp_path)
+    jobs = matrix.jobs(preset)
+    yolo = [j for j in jobs if j.detector == "yolov3"]
+    frcnn = [j for j in jobs if j.detector != "yolov3"]
+    for backbone, mixup in matrix.pretrain_jobs(preset):
+        folder = Path(matrix.pretrain_dir(preset, backbone, mixup))
+        folder.mkdir(parents=True)
+        (folder / "backbone.pt").write_bytes(b"")
+        (folder / "run.json").write_text(json.dumps({"wall_seconds": 30.0}))
+    epochs = matrix.train_config(preset, yolo[0]).optim.epochs  # 2 in the smoke preset
+    fake_run(Path(matrix.run_dir(preset, yolo[0])), iterations_logged=3 * epochs, per_epoch=3, done_seconds=100.0)
+    fake_run(Path(matrix.run_dir(preset, yolo[1])), iterations_logged=3, per_epoch=3)  # halfway: epoch 1 of 2
+    fake_run(Path(matrix.run_dir(preset, frcnn[0])), iterations_logged=3 * epochs, per_epoch=3, done_seconds=60.0)
+    states = {s.name: s for s in pipeline_status(preset)}
+    assert sum(s.state == "done" for s in states.values()) == 4 + 2
+    running = states[matrix.run_dir(preset, yolo[1])]
+    assert running.state == "running" and running.fraction == 0.5
+    # left: yolo 100 s x (0.5 + the other untouched YOLO runs), frcnn 60 s x the other untouched runs; over 2 cores
+    expected = (100 * (0.5 + len(yolo) - 2) + 60 * (len(frcnn) - 1)) / 2
+    assert estimate_seconds_left(list(states.values()), cores=2) == expected
+    text = format_status(list(states.values()), cores=2)
+    assert text.startswith(f"6 of {len(states)} pretraining and training jobs done, 1 running")
+    assert f"about {expected / 60:.0f} min left on 2 cores" in text and "50 %" in text
+
+
+def test_an_old_unfinished_run_is_interrupted_and_the_cli_prints(tmp_path, capsys):
+    path, preset = smoke_preset(tmp_path)
+    job = matrix.jobs(preset)[0]
+    folder = Path(matrix.run_dir(preset, job))
+    fake_run(folder, iterations_logged=1, per_epoch=3)
+    for file in folder.iterdir():
+        os.utime(file, (0, 0))
+    assert {s.name: s for s in pipeline_status(preset)}[str(folder)].state == "interrupted"
+    assert main(["status", "--preset", str(path)]) == 0
+    assert "interrupted" in capsys.readouterr().out
