@@ -18,13 +18,35 @@ if not config:  # no --configfile given: the default main job
     configfile: "config/mini.yaml"
 
 
+# `--config retrain=true` (with --forcerun): start the forced trainings and pretrainings over
+# instead of resuming their checkpoints (which are set aside, not deleted).
+RESTART = "--restart" if config.pop("retrain", False) else ""
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
+
+report: "workflow/report/workflow.rst"
+
+
+# errors name the preset file given (--configfile), or the default one
 PRESET = matrix.load_preset(
-    Path(workflow.basedir) / "config" / "preset.yaml", raw=config
+    Path(workflow.configfiles[-1] if workflow.configfiles else "config/mini.yaml"),
+    raw=config,
+    default_tables=Path(workflow.basedir) / "config" / "tables.yaml",
 )
 RESULTS = PRESET.results
 DATA = matrix.data_root(PRESET)
+# a training's folder, with {detector}, {combo} and {seed} as wildcards
+RUN = matrix.run_pattern(PRESET)
+# `python -m bof` with Snakemake's own interpreter: no PATH needed
+BOF = matrix.launcher()
+
+
+# The report is seconds of work: on a cluster it runs where Snakemake runs, not as a job of the
+# queue (downloads too, which need the internet: workflow/rules/data.smk).
+localrules:
+    all,
+    report,
 
 
 include: "workflow/rules/data.smk"

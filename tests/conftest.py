@@ -98,7 +98,7 @@ def tiny_config(tiny_synth, tmp_path):
 
 @pytest.fixture(scope="session")
 def smoke_pushed(tmp_path_factory):
-    """The smoke preset run end to end by `dvc repro` in a copy of the project, then pushed to a
+    """The smoke preset run end to end by `dvc repro report@smoke` in a copy of the project, then pushed to a
     local DVC remote and committed: (base folder, workspace, the repro log). Several pipeline and
     fault tests read its results, so it runs once per session (a few minutes)."""
     from workspace import make_workspace, run
@@ -106,8 +106,22 @@ def smoke_pushed(tmp_path_factory):
     base = tmp_path_factory.mktemp("dvc")
     work = make_workspace(base / "work")
     run(["dvc", "remote", "add", "-d", "local", str(base / "remote")], work)
-    reproduced = run(["dvc", "repro"], work)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "remote"], work)
+    # what `make run PRESET=smoke` runs (dvc repro report@smoke), one stage at a time so that the
+    # tests can check that no stage leaves an earlier one out of date
+    stages = [f"{stage}@smoke" for stage in ("data", "pretrain", "train", "evaluate", "report")]
+    logs, statuses = [], []
+    for index, stage in enumerate(stages):
+        logs.append(run(["dvc", "repro", "--single-item", stage], work).stdout)
+        statuses.append(run(["dvc", "status", *stages[: index + 1]], work).stdout)
+    (base / "after_repro.txt").write_text(
+        run(["git", "status", "--porcelain", "--untracked-files=all"], work).stdout
+        + "\n--- dvc status ---\n"
+        + "\n".join(statuses)
+        + "\n--- second repro ---\n"
+        + run(["dvc", "repro", "report@smoke"], work).stdout
+    )
     run(["dvc", "push"], work)
     run(["git", "add", "-A"], work)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], work)
-    return base, work, reproduced.stdout
+    return base, work, "\n".join(logs)

@@ -42,8 +42,6 @@ def make_workspace(target: Path, preset: str = "smoke") -> Path:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     (target / "results").mkdir(exist_ok=True)
-    params = target / "params.yaml"
-    params.write_text(params.read_text().replace("preset: mini", f"preset: {preset}"))
     for command in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],

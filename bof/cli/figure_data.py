@@ -1,6 +1,7 @@
 """``bof figure-data``: run trained models for the model-based figures and save what they
-detect as JSON (figure5: the "elephant in the room" slide, baseline vs mixup model;
-figure7: example detections), so ``bof report`` draws them without running a model."""
+detect as JSON (figure1: inference throughput of baseline and freebies models, measured side
+by side; figure5: the "elephant in the room" slide, baseline vs mixup model; figure7: example
+detections), so ``bof report`` draws them without running a model."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from bof.errors import BofError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("figure-data", help="model outputs for Figures 5 and 7", description=__doc__)
-    parser.add_argument("figure", choices=("figure5", "figure7"))
+    parser = subparsers.add_parser("figure-data", help="model outputs for Figures 1, 5 and 7", description=__doc__)
+    parser.add_argument("figure", choices=("figure1", "figure5", "figure7"))
     parser.add_argument(
         "--models",
         nargs="+",
         type=Path,
         required=True,
-        help="figure5: baseline then mixup model.pt; figure7: one model.pt",
+        help="figure1: model.pt files to time; figure5: baseline then mixup model.pt; figure7: one model.pt",
     )
     parser.add_argument("--count", type=int, default=4, help="figure7: test images to show")
     parser.add_argument("--out", type=Path, required=True, help="JSON to write")
@@ -26,13 +27,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bof.engine.figure_data import elephant, examples
+    from bof.engine.figure_data import elephant, examples, throughput
     from bof.io import atomic_write_json
 
-    expected = 2 if args.figure == "figure5" else 1
-    if len(args.models) != expected:
+    expected = {"figure5": 2, "figure7": 1}.get(args.figure)
+    if expected is not None and len(args.models) != expected:
         raise BofError(f"{args.figure} takes {expected} model file(s), got {len(args.models)}")
-    data = elephant(args.models) if args.figure == "figure5" else examples(args.models, count=args.count)
+    if args.figure == "figure1":
+        data = throughput(args.models)
+    else:
+        data = elephant(args.models) if args.figure == "figure5" else examples(args.models, count=args.count)
     atomic_write_json(args.out, data)
     print(f"wrote {args.out}")
     return 0

@@ -22,6 +22,6 @@ def run(args: argparse.Namespace) -> int:
     from bof.engine.pretrain import PretrainConfig, pretrain
 
     config = load_config(args.config, args.overrides, cls=PretrainConfig, text=args.config_json)
-    result = pretrain(config, args.out, progress=not args.quiet)
+    result = pretrain(config, args.out, progress=not args.quiet, restart=args.restart)
     print(f"{args.out}: top-1 {result['top1'] * 100:.2f}")
     return 0

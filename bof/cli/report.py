@@ -31,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
             data = json.loads(args.preset_json)
         except json.JSONDecodeError as error:
             raise BofError(f"--preset-json is not valid JSON ({error})") from None
-        preset = Preset(Path("config") / "preset.yaml", data["raw"], data["tables"])
+        preset = Preset(Path(data.get("path", "config/preset.yaml")), data["raw"], data["tables"])
     print(f"wrote {make_report(preset)}")
     return 0

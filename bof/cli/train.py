@@ -35,8 +35,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, config_help: str) -> N
         help="override a config key, e.g. optim.epochs=3 (repeatable)",
     )
     parser.add_argument(
-        "--out", type=Path, required=True, help="run folder; a checkpoint there of the same config is resumed"
+        "--out",
+        type=Path,
+        required=True,
+        help="run folder; a checkpoint there of the same config is resumed, one of another config is "
+        "set aside (checkpoint.stale-<time>.pt) and the run starts over",
     )
+    parser.add_argument("--restart", action="store_true", help="set the run folder's checkpoint aside and start over")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -45,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from bof.engine.train import train
 
     config = load_config(args.config, args.overrides, text=args.config_json)
-    report = train(config, args.out, progress=not args.quiet)
+    report = train(config, args.out, progress=not args.quiet, restart=args.restart)
     if report.get("metric_name"):
         print(f"{args.out}: {report['metric_name']} {report['value'] * 100:.2f}")
     return 0

@@ -7,6 +7,7 @@ code when loaded: only tensors, containers and primitives are accepted.
 from __future__ import annotations
 
 import pickle
+import time
 from pathlib import Path
 
 import torch
@@ -32,3 +33,17 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(state, dict):
         raise BofError(f"{path}: not a bof checkpoint (top level is {type(state).__name__})")
     return state
+
+
+def set_aside(path: str | Path) -> Path:
+    """Rename a checkpoint that no longer belongs to its run folder (``checkpoint.pt`` ->
+    ``checkpoint.stale-<time>.pt``), so that a new run starts there and nothing is lost."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.stem}.stale-{stamp}{path.suffix}")
+    counter = 1
+    while target.exists():
+        target = path.with_name(f"{path.stem}.stale-{stamp}-{counter}{path.suffix}")
+        counter += 1
+    path.rename(target)
+    return target

@@ -8,6 +8,10 @@ for each position and model we keep the detections and the best correct score fo
 every original object.
 
 Figure 7: detections of the freebies-trained model on a few test images.
+
+Figure 1: inference throughput of the baseline and freebies models, timed side by side in one
+process (in turns, best of three), since the runs' own timings come from whatever else the
+machine was doing at the time.
 """
 
 from __future__ import annotations
@@ -39,32 +43,44 @@ def composite(image: torch.Tensor, patch: torch.Tensor, box: list[int]) -> torch
     return out
 
 
-def _pick_room_and_intruder(dataset: DetectionDataset) -> tuple[int, int, int]:
-    """(room image, intruder image, intruder object): the first test image with at least two
-    clearly visible objects, and the largest object of a class it does not contain."""
+def _intruder(dataset: DetectionDataset, present: set[int]) -> tuple[int, int] | None:
+    """(image, object) of the largest non-difficult test object of a class not in ``present``."""
+    best = None
+    for other, candidate in enumerate(dataset.samples):
+        for index, (box, label) in enumerate(zip(candidate.boxes_xyxy, candidate.labels, strict=True)):
+            area = float((box[2] - box[0]) * (box[3] - box[1]))
+            if label not in present and not candidate.difficult[index] and (best is None or area > best[0]):
+                best = (area, other, index)
+    return None if best is None else (best[1], best[2])
+
+
+def _pick_room(dataset: DetectionDataset, baseline: torch.nn.Module, *, candidates: int = 60) -> int:
+    """The test image (among the first ``candidates`` with at least two clearly visible objects
+    and a class left to bring in) whose objects the baseline finds most surely: its weakest
+    object's best score is highest. A room whose objects are not found cannot show them lost."""
+    best = None
     for room in range(len(dataset)):
         sample = dataset.samples[room]
         sizes = (sample.boxes_xyxy[:, 2:] - sample.boxes_xyxy[:, :2]).min(axis=1) if len(sample.labels) else []
-        if sum(size >= 12 for size in sizes) < 2:
+        if sum(size >= 12 for size in sizes) < 2 or _intruder(dataset, set(sample.labels.tolist())) is None:
             continue
-        present = set(sample.labels.tolist())
-        best = None
-        for other in range(len(dataset)):
-            candidate = dataset.samples[other]
-            for index, (box, label) in enumerate(zip(candidate.boxes_xyxy, candidate.labels, strict=True)):
-                area = float((box[2] - box[0]) * (box[3] - box[1]))
-                if label not in present and not candidate.difficult[index] and (best is None or area > best[0]):
-                    best = (area, other, index)
-        if best is not None:
-            return room, best[1], best[2]
-    raise BofError("figure 5: no test image has two visible objects and an absent class to bring in")
+        image, target = dataset[room]
+        weakest = min(_best_scores(detect(baseline, image), target))
+        if best is None or weakest > best[1]:
+            best = (room, weakest)
+        candidates -= 1
+        if candidates == 0:
+            break
+    if best is None:
+        raise BofError("figure 5: no test image has two visible objects and an absent class to bring in")
+    return best[0]
 
 
 def elephant(models: list[str], *, positions: int = POSITIONS) -> dict:
     (baseline, config, classes), (mixup, _, _) = (load_model(path) for path in models)
     dataset = open_split(config.data, "val")
-    room, source, index = _pick_room_and_intruder(dataset)
-    image, target = dataset[room]
+    image, target = dataset[room := _pick_room(dataset, baseline)]
+    source, index = _intruder(dataset, set(target["labels"].tolist()))
     source_image, source_target = dataset[source]
     x0, y0, x1, y1 = (int(round(v)) for v in source_target["boxes"][index].tolist())
     patch = source_image[:, y0:y1, x0:x1]
@@ -72,7 +88,12 @@ def elephant(models: list[str], *, positions: int = POSITIONS) -> dict:
     side = max(8, int(0.4 * min(height, width)))
     scale = side / max(patch.shape[-2:])
     patch_w, patch_h = max(4, int(patch.shape[-1] * scale)), max(4, int(patch.shape[-2] * scale))
-    top = (height - patch_h) // 2
+    # the intruder slides along the line through the room's objects, beside and over them
+    centre_y = float(target["boxes"].as_subclass(torch.Tensor)[:, 1::2].mean())
+    top = int(min(max(centre_y - patch_h / 2, 0), height - patch_h))
+    alone = {
+        name: _best_scores(detect(model, image), target) for name, model in (("baseline", baseline), ("mixup", mixup))
+    }
     frames = []
     for step in range(positions):
         left = round(step * (width - patch_w) / max(positions - 1, 1))
@@ -100,6 +121,7 @@ def elephant(models: list[str], *, positions: int = POSITIONS) -> dict:
             "box": [x0, y0, x1, y1],
             "label": int(source_target["labels"][index]),
         },
+        "without_intruder": alone,
         "frames": frames,
     }
 
@@ -139,4 +161,31 @@ def examples(models: list[str], *, count: int = 4) -> dict:
         "classes": classes,
         "score_threshold": SCORE_TO_SHOW,
         "images": shown,
+    }
+
+
+@torch.no_grad()
+def throughput(models: list[str], *, images: int = 64, rounds: int = 3, batch_size: int = 8) -> dict:
+    """Test images per second of each model in ``models``, over the first ``images`` test images."""
+    import time
+
+    from bof.engine import distributed
+    from bof.engine.predict import predict
+
+    loaded = [load_model(path) for path in models]
+    dataset = open_split(loaded[0][1].data, "val")
+    subset = torch.utils.data.Subset(dataset, range(min(images, len(dataset))))
+    context = distributed.Context(0, 1, 0, torch.device("cpu"))
+    best = [float("inf")] * len(loaded)
+    for _ in range(rounds):
+        for index, (model, _, _) in enumerate(loaded):
+            started = time.perf_counter()
+            predict(model, subset, context, batch_size=batch_size)
+            best[index] = min(best[index], time.perf_counter() - started)
+    return {
+        "figure": "figure1",
+        "models": [str(path) for path in models],
+        "images": len(subset),
+        "threads": torch.get_num_threads(),
+        "inference_images_per_second": [len(subset) / seconds for seconds in best],
     }

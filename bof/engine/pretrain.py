@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from bof.config import to_dict
 from bof.engine import distributed
-from bof.engine.checkpoint import load_checkpoint, save_checkpoint
+from bof.engine.checkpoint import load_checkpoint, save_checkpoint, set_aside
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json
@@ -150,15 +150,16 @@ def accuracy(model, loader, context: distributed.Context) -> float:
     return float(correct[0] / correct[1])
 
 
-def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True) -> dict:
+def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True, restart: bool = False) -> dict:
+    """Pretrain (or resume) one backbone; ``restart`` sets the folder's checkpoint aside first."""
     context = distributed.setup(config.device)
     try:
-        return _pretrain(config, Path(out), context, progress)
+        return _pretrain(config, Path(out), context, progress, restart)
     finally:
         distributed.teardown()
 
 
-def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, progress: bool) -> dict:
+def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, progress: bool, restart: bool) -> dict:
     torch.manual_seed(config.seed)
     train_set, val_set = image_folders(config)
     num_classes = len(train_set.classes)
@@ -193,10 +194,14 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
     )
     state = {"epoch": 0, "iteration": 0, "top1": [], "train_seconds": 0.0, "images_seen": 0}
     checkpoint_path = out / "checkpoint.pt"
-    if checkpoint_path.exists():
-        saved = load_checkpoint(checkpoint_path)
-        if saved.get("config") != to_dict(config):
-            raise BofError(f"{checkpoint_path}: holds a run of a different config; use another --out folder")
+    saved = load_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
+    if saved is not None and (restart or saved.get("config") != to_dict(config)):
+        if context.is_main:  # another config, or --restart: keep it aside and start over
+            kept = set_aside(checkpoint_path)
+            print(f"starting {out} over; the old checkpoint is kept as {kept.name}")
+        distributed.barrier(context)
+        saved = None
+    if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

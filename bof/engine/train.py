@@ -37,7 +37,7 @@ from bof.data.detection import collate_detection
 from bof.data.training import KeyedBatchSampler
 from bof.engine import distributed
 from bof.engine.build import open_split, size_schedule, training_set
-from bof.engine.checkpoint import load_checkpoint, save_checkpoint
+from bof.engine.checkpoint import load_checkpoint, save_checkpoint, set_aside
 from bof.engine.predict import MODEL_FORMAT, evaluate_model, write_results
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
@@ -152,22 +152,27 @@ class Trainer:
 
     # --- checkpoints ---
 
-    def resume(self) -> bool:
+    def resume(self, *, restart: bool = False) -> bool:
+        """Continue from the run folder's checkpoint. One of another config (the preset changed,
+        Snakemake reruns the job) or any checkpoint with ``restart`` is set aside, not lost,
+        and the run starts over."""
         if not self.checkpoint_path.exists():
             return False
         saved = load_checkpoint(self.checkpoint_path)
         if saved.get("format") != CHECKPOINT_FORMAT:
             raise BofError(f"{self.checkpoint_path}: not a bof training checkpoint")
-        if comparable(saved["config"]) != comparable(to_dict(self.config)):
-            raise BofError(
-                f"{self.checkpoint_path}: holds a run of a different config; use another --out folder or delete it to start over"
-            )
         anchors = getattr(self.model, "anchors", None)
-        if anchors is not None and not torch.equal(saved["model"]["anchors"], anchors):
-            raise BofError(
-                f"{self.checkpoint_path}: was trained with other anchors than {self.config.model.anchors!r} holds now; "
-                "use another --out folder or delete it to start over"
-            )
+        reason = "--restart" if restart else None
+        if comparable(saved["config"]) != comparable(to_dict(self.config)):
+            reason = "it holds a run of another config"
+        elif anchors is not None and not torch.equal(saved["model"]["anchors"], anchors):
+            reason = f"it was trained with other anchors than {self.config.model.anchors!r} holds now"
+        if reason:
+            if self.context.is_main:
+                kept = set_aside(self.checkpoint_path)
+                print(f"starting {self.out} over ({reason}); the old checkpoint is kept as {kept.name}")
+            distributed.barrier(self.context)
+            return False
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -272,9 +277,9 @@ class Trainer:
             atomic_write_json(self.out / "val_curve.json", self.state.val_curve)
         return report
 
-    def fit(self) -> dict:
+    def fit(self, *, restart: bool = False) -> dict:
         config, out = self.config, self.out
-        resumed = self.resume()
+        resumed = self.resume(restart=restart)
         if self.context.is_main:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
@@ -310,7 +315,7 @@ class Trainer:
             {"format": MODEL_FORMAT, "config": to_dict(self.config), "classes": self.classes, "model": inference},
             out / "model.pt",
         )
-        metrics = {key: value for key, value in report.items() if key != "predictions"}
+        metrics = {key: value for key, value in report.items() if key not in ("predictions", "predict_seconds")}
         split = self.config.data.val[0].split(":")[-1] if self.config.data.format == "voc" else "val"
         write_results(report["predictions"], self.val_data, out / "predictions", split=split)
         atomic_write_json(out / "metrics.json", metrics)
@@ -329,6 +334,7 @@ class Trainer:
                 "wall_seconds": wall_seconds,
                 "train_seconds": self.state.train_seconds,
                 "images_per_second": images_per_second,
+                "inference_images_per_second": len(self.val_data) / report["predict_seconds"],
                 "metric": {"name": report["metric_name"], "value": report["value"]},
                 "anchors": self.model.anchors.tolist() if hasattr(self.model, "anchors") else None,
                 **environment(self.context.device),
@@ -336,10 +342,11 @@ class Trainer:
         )
 
 
-def train(config: TrainConfig, out: str | Path, *, progress: bool = True) -> dict:
-    """Train (or resume) one run; returns the final validation report."""
+def train(config: TrainConfig, out: str | Path, *, progress: bool = True, restart: bool = False) -> dict:
+    """Train (or resume) one run; returns the final validation report. ``restart`` sets the
+    run folder's checkpoint aside and trains from scratch."""
     context = distributed.setup(config.run.device)
     try:
-        return Trainer(config, Path(out), context, progress=progress).fit()
+        return Trainer(config, Path(out), context, progress=progress).fit(restart=restart)
     finally:
         distributed.teardown()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +62,10 @@ class Preset:
         return self.raw["dataset"]
 
 
-def load_preset(path: str | Path, raw: dict | None = None) -> Preset:
-    """Read a preset (or take its already-loaded ``raw`` dict) and the tables it names."""
+def load_preset(path: str | Path, raw: dict | None = None, *, default_tables: str | Path | None = None) -> Preset:
+    """Read a preset (or take its already-loaded ``raw`` dict) and the tables it names:
+    ``tables_file`` relative to the preset, else ``tables.yaml`` beside it, else ``default_tables``
+    (the workflow's own, for a preset kept elsewhere)."""
     path = Path(path)
     if raw is None:
         try:
@@ -70,6 +73,8 @@ def load_preset(path: str | Path, raw: dict | None = None) -> Preset:
         except (OSError, yaml.YAMLError) as error:
             raise ConfigError(f"{path}: cannot read the preset ({error})") from None
     tables_path = (path.parent / raw.get("tables_file", "tables.yaml")).resolve()
+    if "tables_file" not in raw and not tables_path.exists() and default_tables is not None:
+        tables_path = Path(default_tables).resolve()
     try:
         all_tables = yaml.safe_load(tables_path.read_text())
     except (OSError, yaml.YAMLError) as error:
@@ -84,6 +89,10 @@ def load_preset(path: str | Path, raw: dict | None = None) -> Preset:
                 raise ConfigError(f"{path}: {name} needs detector '{detector}', which the preset does not define")
     for job in jobs(preset):  # builds every config once, so a bad value fails at start
         train_config(preset, job)
+    for detector in preset.raw["detectors"]:
+        training_resources(preset, detector)
+    for backbone in preset.raw["pretrain"]:
+        pretraining_resources(preset, backbone)
     return preset
 
 
@@ -257,6 +266,9 @@ def figure_cells(preset: Preset) -> dict[str, tuple[Cell, ...]]:
             )
     if "figure8" in figures:
         figures["figure7"] = (figures["figure8"][1],)
+    pairs = [cell for name in ("figure8", "figure9") if name in figures for cell in figures[name]]
+    if pairs:
+        figures["figure1"] = tuple(pairs)  # baseline, freebies of each detector: their throughput
     return figures
 
 
@@ -317,12 +329,31 @@ def val_annotations_from_input(preset: Preset, annotations_input: str) -> str:
     return annotations_input
 
 
+# The folders of one job, written once: the rules take them as wildcard patterns
+# (``run_pattern``), the rest of bof fills them in (``run_dir``).
+RUN_DIR = "{results}/runs/{detector}/{combo}/seed{seed}"
+EVAL_DIR = "{results}/eval/{detector}/{combo}/seed{seed}"
+
+
+def _pattern(template: str, preset: Preset) -> str:
+    return template.replace("{results}", preset.results)
+
+
+def run_pattern(preset: Preset) -> str:
+    """A run folder with ``{detector}``, ``{combo}`` and ``{seed}`` left as Snakemake wildcards."""
+    return _pattern(RUN_DIR, preset)
+
+
+def eval_pattern(preset: Preset) -> str:
+    return _pattern(EVAL_DIR, preset)
+
+
 def run_dir(preset: Preset, job: Job) -> str:
-    return f"{preset.results}/runs/{job.detector}/{job.combo}/seed{job.seed}"
+    return RUN_DIR.format(results=preset.results, detector=job.detector, combo=job.combo, seed=job.seed)
 
 
 def eval_dir(preset: Preset, job: Job) -> str:
-    return f"{preset.results}/eval/{job.detector}/{job.combo}/seed{job.seed}"
+    return EVAL_DIR.format(results=preset.results, detector=job.detector, combo=job.combo, seed=job.seed)
 
 
 def pretrain_key(preset: Preset, detector: str) -> str | None:
@@ -375,7 +406,9 @@ def metric_targets(preset: Preset) -> list[str]:
 
 def figure_data_targets(preset: Preset) -> list[str]:
     figures = figure_cells(preset)
-    targets = [f"{preset.results}/figure_data/{name}.json" for name in ("figure5", "figure7") if name in figures]
+    targets = [
+        f"{preset.results}/figure_data/{name}.json" for name in ("figure1", "figure5", "figure7") if name in figures
+    ]
     if "figure6" in figures:
         targets += [
             f"{run_dir(preset, Job(c.detector, c.combo, s))}/val_curve.json"
@@ -383,6 +416,18 @@ def figure_data_targets(preset: Preset) -> list[str]:
             for s in preset.seeds
         ]
     return targets
+
+
+def report_figures(preset: Preset) -> list[str]:
+    """The figures ``bof report`` draws for this preset (Figures 2-4 always, the others when
+    the preset's tables hold the runs they compare)."""
+    available = figure_cells(preset)
+    names = ["figure1"] if "figure1" in available else []
+    names += ["figure2", "figure3", "figure4"]
+    names += ["figure5"] if "figure5" in available else []
+    names += ["figure6a", "figure6b"] if "figure6" in available else []
+    names += [name for name in ("figure7", "figure8", "figure9") if name in available]
+    return names
 
 
 def figure_models(preset: Preset, figure: str) -> list[str]:
@@ -463,6 +508,7 @@ def pretrain_config(preset: Preset, backbone: str, mixup: bool) -> PretrainConfi
     if spec is None:
         raise ConfigError(f"{preset.path}: no `pretrain.{backbone}` settings")
     spec = dict(spec)
+    spec.pop("resources", None)  # the job's machine, not the recipe
     # the mixup twin's own settings, where the recipe being reproduced differs (GluonCV's
     # darknet53-mixup.sh trained 200 epochs against darknet53.sh's 120)
     mixup_recipe = spec.pop("mixup_recipe", {})
@@ -520,20 +566,71 @@ def pretrained_input(preset: Preset, job: Job) -> list[str]:
 
 
 def job_threads(preset: Preset) -> int:
-    """CPU threads of each training and pretraining job (``threads`` in the preset, default 2):
-    on a 2-core machine, two 1-thread jobs side by side finish more work than one 2-thread job."""
+    """CPU threads of each training and pretraining job that names none (``threads`` in the
+    preset, default 2): on a 2-core machine, two 1-thread jobs side by side finish more work
+    than one 2-thread job."""
     return int(preset.raw.get("threads", 2))
 
 
+@dataclass(frozen=True)
+class JobResources:
+    """What one training or pretraining job asks of its machine (a SLURM allocation on one node)."""
+
+    gpus: int  # one process per GPU (torch.distributed.run), or one process on the CPU
+    cpus: int
+    mem_mb: int  # first attempt; a retry asks for this times the attempt
+    runtime: int  # minutes, likewise
+    workers: int  # data-loader workers of each process
+
+    @property
+    def processes(self) -> int:
+        return max(self.gpus, 1)
+
+    @property
+    def threads_per_process(self) -> int:
+        """OMP threads of each process: the CPUs its share leaves after its data-loader workers."""
+        return max(1, self.cpus // self.processes - self.workers)
+
+
+def _resources(preset: Preset, section: dict, workers: int, where: str) -> JobResources:
+    spec = section.get("resources", {})
+    resources = JobResources(
+        gpus=int(spec.get("gpus", 0)),
+        cpus=int(spec.get("cpus", job_threads(preset))),
+        mem_mb=int(spec.get("mem_mb", 4000)),
+        runtime=int(spec.get("runtime", 120)),
+        workers=workers,
+    )
+    if resources.processes * (resources.workers + 1) > resources.cpus:
+        raise ConfigError(
+            f"{preset.path}: {where}: {resources.processes} process(es) with {resources.workers} data-loader "
+            f"workers each need {resources.processes * (resources.workers + 1)} CPUs, resources.cpus is {resources.cpus}"
+        )
+    return resources
+
+
+def training_resources(preset: Preset, detector: str) -> JobResources:
+    detector = canonical(preset, detector)
+    spec = preset.raw["detectors"][detector]
+    return _resources(preset, spec, int(spec.get("run", {}).get("workers", 2)), f"detectors.{detector}")
+
+
+def pretraining_resources(preset: Preset, backbone: str) -> JobResources:
+    spec = preset.raw["pretrain"].get(backbone, {})
+    return _resources(preset, spec, int(spec.get("workers", 4)), f"pretrain.{backbone}")
+
+
 def gpus(preset: Preset, detector: str) -> int:
-    return int(preset.raw["detectors"][canonical(preset, detector)].get("resources", {}).get("gpus", 0))
+    return training_resources(preset, detector).gpus
 
 
-def launcher(gpu_count: int) -> str:
-    """``bof``, or ``torchrun`` with one process per GPU when a job has several."""
+def launcher(gpu_count: int = 0) -> str:
+    """``python -m bof`` with the interpreter Snakemake runs under (so rules work without an
+    activated environment), or ``torch.distributed.run`` with one process per GPU when a job has several."""
+    python = shlex.quote(sys.executable)
     if gpu_count > 1:
-        return f"torchrun --standalone --nproc_per_node {gpu_count} -m bof"
-    return "bof"
+        return f"{python} -m torch.distributed.run --standalone --nproc_per_node {gpu_count} -m bof"
+    return f"{python} -m bof"
 
 
 def voc_evaluation_arguments(preset: Preset) -> str:

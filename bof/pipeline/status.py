@@ -91,8 +91,8 @@ def _total_iterations(folder: Path, epochs: int) -> int:
     return per_epoch * epochs
 
 
-def estimate_seconds_left(states: list[JobState], cores: int) -> float | None:
-    """Work left over the jobs that run at once; None when no job has shown its pace yet."""
+def _pace(states: list[JobState]) -> dict[str, float]:
+    """Seconds a job of each kind takes: finished runs' wall time, else running runs' pace."""
     per_kind: dict[str, float] = {}
     for kind in {s.kind for s in states}:
         done = [s.seconds for s in states if s.kind == kind and s.state == "done" and s.seconds]
@@ -101,6 +101,12 @@ def estimate_seconds_left(states: list[JobState], cores: int) -> float | None:
         ]
         if done or paced:
             per_kind[kind] = sum(done or paced) / len(done or paced)
+    return per_kind
+
+
+def estimate_seconds_left(states: list[JobState], cores: int) -> float | None:
+    """Work left over the jobs that run at once; None while a kind of job left has shown no pace."""
+    per_kind = _pace(states)
     if any(s.state != "done" and s.kind not in per_kind for s in states):
         return None
     left = sum(per_kind[s.kind] * (1 - s.fraction) for s in states if s.state != "done")
@@ -110,7 +116,16 @@ def estimate_seconds_left(states: list[JobState], cores: int) -> float | None:
 def format_status(states: list[JobState], cores: int) -> str:
     counts = {state: sum(s.state == state for s in states) for state in ("done", "running", "interrupted", "waiting")}
     left = estimate_seconds_left(states, cores)
-    eta = "unknown until a job shows its pace" if left is None else f"about {left / 60:.0f} min left on {cores} cores"
+    per_kind = _pace(states)
+    if left is not None:
+        eta = f"about {left / 60:.0f} min left on {cores} cores"
+    elif per_kind:  # a rough figure: kinds without a pace yet taken at the others' mean
+        unpaced = sorted({s.kind for s in states if s.state != "done" and s.kind not in per_kind})
+        mean = sum(per_kind.values()) / len(per_kind)
+        rough = sum(per_kind.get(s.kind, mean) * (1 - s.fraction) for s in states if s.state != "done")
+        eta = f"roughly {rough / max(cores, 1) / 60:.0f} min left on {cores} cores ({', '.join(unpaced)}: no pace yet)"
+    else:
+        eta = "time left unknown until a job shows its pace"
     lines = [
         f"{counts['done']} of {len(states)} pretraining and training jobs done, {counts['running']} running, "
         f"{counts['waiting']} waiting"

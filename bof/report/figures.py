@@ -1,4 +1,6 @@
-"""Figures 2-9 from data, metrics and saved detections; no model runs here.
+"""Figures 1-9 from data, metrics and saved detections; no model runs here.
+
+1: accuracy against training and inference throughput (run.json), baseline and all freebies.
 
 2-3: classification vs geometry-preserving detection mixup on two training images.
 4: mixing-ratio densities.  5: the "elephant in the room" slide (from figure5.json).
@@ -82,8 +84,12 @@ def figure5(data_path: Path, folder: Path) -> Path:
             }
             _draw(axis, doctored, visible, data["classes"], f"{name}, position {index + 1}/{len(frames)}")
     axis = figure.add_subplot(grid[2, :])
-    for name, style in (("baseline", "o-"), ("mixup", "s-")):
-        axis.plot(range(1, len(frames) + 1), [np.mean(f[f"{name}_recall_scores"]) for f in frames], style, label=name)
+    for (name, style), colour in zip((("baseline", "o-"), ("mixup", "s-")), ("#1f77b4", "#ff7f0e"), strict=True):
+        means = [np.mean(f[f"{name}_recall_scores"]) for f in frames]
+        axis.plot(range(1, len(frames) + 1), means, style, color=colour, label=name)
+        if "without_intruder" in data:
+            alone = np.mean(data["without_intruder"][name])
+            axis.axhline(alone, color=colour, linestyle=":", label=f"{name}, no intruder")
     intruder = data["classes"][data["intruder"]["label"]]
     axis.set_xlabel(f"position of the intruding '{intruder}'")
     axis.set_ylabel("mean score of the room's objects")
@@ -173,3 +179,79 @@ def figure_categories(preset: Preset, name: str, folder: Path) -> Path:
     axis.set_ylabel(f"AP gain ({'COCO AP' if metric == 'coco' else 'VOC07 AP@0.5'}, points)")
     axis.set_title(f"{detector}: per-category gain of the freebies over the baseline", fontsize=9)
     return save_figure(figure, folder / f"{name}.png")
+
+
+def _run_means(preset: Preset, cell, metric: str) -> dict[str, float] | None:
+    """Seed means of a run's training images/s and its headline metric (%)."""
+    values: dict[str, list[float]] = {"train": [], "metric": []}
+    for seed in preset.seeds:
+        job = Job(cell.detector, cell.combo, seed)
+        run_path, metric_file = Path(run_dir(preset, job)) / "run.json", Path(metric_path(preset, job, metric))
+        if not run_path.exists() or not metric_file.exists():
+            continue
+        run = json.loads(run_path.read_text())
+        report = json.loads(metric_file.read_text())
+        value = report["mAP"] if metric == "voc07" else report["AP"]
+        if run.get("images_per_second") is None or value is None:
+            continue
+        values["train"].append(run["images_per_second"])
+        values["metric"].append(100 * value)
+    return {key: float(np.mean(v)) for key, v in values.items()} if values["metric"] else None
+
+
+def figure1(preset: Preset, data_path: Path, folder: Path) -> Path:
+    """Accuracy against training and inference throughput, baseline and all freebies, for each
+    detector (the pairs of Figures 8-9): the freebies move a model up, not sideways. Training
+    images/s are the runs' own (seed means); inference images/s come from ``figure1.json``,
+    where the models were timed side by side."""
+    available = figure_cells(preset)
+    timed = json.loads(Path(data_path).read_text())
+    inference = dict(zip(available["figure1"], timed["inference_images_per_second"], strict=True))
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    plotted = 0
+    for name, label, colour in (("figure8", "YOLOv3", "#e6194b"), ("figure9", "Faster R-CNN", "#4363d8")):
+        if name not in available:
+            continue
+        metric = figure_metric(preset, name)
+        cells = available[name]
+        baseline, bof = (_run_means(preset, cell, metric) for cell in cells)
+        if baseline is None or bof is None:
+            continue
+        baseline["inference"], bof["inference"] = inference[cells[0]], inference[cells[1]]
+        for axis, key in zip(axes, ("train", "inference"), strict=True):
+            axis.annotate(
+                "", xy=(bof[key], bof["metric"]), xytext=(baseline[key], baseline["metric"]),
+                arrowprops={"arrowstyle": "->", "color": colour},
+            )  # fmt: skip
+            axis.scatter([baseline[key]], [baseline["metric"]], color=colour, marker="o", label=f"{label} baseline")
+            axis.scatter([bof[key]], [bof["metric"]], color=colour, marker="*", s=120, label=f"{label} + BoF")
+        plotted += 1
+    if not plotted:
+        plt.close(figure)
+        raise FileNotFoundError(None, "no finished baseline/freebies pair with throughput", "run.json")
+    axes[0].set_xlabel("training images/s")
+    axes[1].set_xlabel("inference images/s")
+    metric = figure_metric(preset, "figure8")
+    for axis in axes:
+        axis.set_ylabel("COCO AP@[.5:.95] (%)" if metric == "coco" else "VOC07 mAP@0.5 (%)")
+        axis.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    figure.suptitle("Figure 1: accuracy against throughput, baseline and bag of freebies (seed means)", fontsize=9)
+    return save_figure(figure, folder / "figure1.png")
+
+
+def figure5_summary(data_path: Path) -> str:
+    """What Figure 5's curves show, in numbers: the room's objects' mean score without the
+    intruder, and its mean and lowest over the intruder's positions, for each model."""
+    data = json.loads(Path(data_path).read_text())
+    parts = []
+    for name in ("baseline", "mixup"):
+        with_intruder = [float(np.mean(frame[f"{name}_recall_scores"])) for frame in data["frames"]]
+        alone = data.get("without_intruder", {}).get(name)
+        reference = f"{float(np.mean(alone)):.2f} without the intruder, " if alone is not None else ""
+        parts.append(
+            f"{name} {reference}{np.mean(with_intruder):.2f} on average with it, {min(with_intruder):.2f} at its worst position"
+        )
+    intruder = data["classes"][data["intruder"]["label"]]
+    count = len(data["room"]["labels"])
+    return f"Mean score of the room's {count} objects as the '{intruder}' slides across them: " + "; ".join(parts) + "."

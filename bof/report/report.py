@@ -17,6 +17,7 @@ from bof.report.tables import table_frame, write_table
 log = logging.getLogger("bof.report")
 
 CAPTIONS = {
+    "figure1": "Figure 1. Accuracy against training and inference throughput (images/s on this machine), baseline and all freebies: the freebies cost nothing at inference.",
     "figure2": "Figure 2. Mixup as image classification uses it (0.1 : 0.9, both images resized).",
     "figure3": "Figure 3. Geometry-preserving detection mixup: both images keep their geometry, boxes keep their weights.",
     "figure4": "Figure 4. Mixing-ratio distributions; red is classification's Beta(0.2, 0.2).",
@@ -65,8 +66,11 @@ def make_report(preset: Preset) -> Path:
     check = results / "data" / "check_train.json"
     train_images = json.loads(check.read_text())["images"] if check.exists() else 1
     available = figure_cells(preset)
-    made = _attempt("figures 2-4", lambda: figures.figures_2_to_4(preset, figures_folder), missing)
     data = results / "figure_data"
+    made = []
+    if "figure1" in available:
+        made += _attempt("figure 1", lambda: figures.figure1(preset, data / "figure1.json", figures_folder), missing)
+    made += _attempt("figures 2-4", lambda: figures.figures_2_to_4(preset, figures_folder), missing)
     if "figure5" in available:
         made += _attempt("figure 5", lambda: figures.figure5(data / "figure5.json", figures_folder), missing)
     if "figure6" in available:
@@ -107,9 +111,12 @@ def make_report(preset: Preset) -> Path:
         ]
     for path in made:
         lines += [f"![{path.stem}]({path.relative_to(results)})", "", CAPTIONS.get(path.stem, path.stem), ""]
+        if path.stem == "figure5":
+            lines += [figures.figure5_summary(data / "figure5.json"), ""]
     report = results / "REPORT.md"
     atomic_write_text(report, "\n".join(lines))
     atomic_write_json(results / "summary.json", summary(preset))
+    atomic_write_json(results / "val_curves.json", validation_curves(preset))
     return report
 
 
@@ -123,3 +130,21 @@ def summary(preset: Preset) -> dict:
             for row in frame.itertuples()
         }
     return out
+
+
+def validation_curves(preset: Preset) -> list[dict]:
+    """Every run's validation metric by epoch in one long table, for `dvc plots`."""
+    rows = []
+    for job in jobs(preset):
+        path = Path(run_dir(preset, job)) / "val_curve.json"
+        if path.exists():
+            for point in json.loads(path.read_text()):
+                rows.append(
+                    {
+                        "run": f"{job.detector}/{job.combo}",
+                        "seed": job.seed,
+                        "epoch": point["epoch"],
+                        "value": 100 * point["value"] if point["value"] is not None else None,
+                    }
+                )
+    return rows

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bof.cli import main
-from bof.config import TrainConfig, build
+from bof.config import TrainConfig, build, to_dict
 from bof.engine.checkpoint import load_checkpoint
 from bof.engine.train import NonFiniteLossError, train
 from bof.errors import BofError
@@ -119,12 +119,36 @@ def test_killed_run_resumes_to_the_same_result(tiny_config, tmp_path):
     )
 
 
-def test_resume_refuses_a_different_config(tiny_config, tmp_path):
+def test_another_config_or_restart_starts_over_and_keeps_the_old_checkpoint(tiny_config, tmp_path, capsys):
+    """A changed preset setting reruns the job in the same folder: the run must start over
+    (not refuse, not resume another run's weights), and the old checkpoint stays aside."""
     _, config = tiny_config("yolov3", ("optim.epochs=1",))
     train(config, tmp_path / "run", progress=False)
     _, other = tiny_config("yolov3", ("optim.epochs=1", "optim.lr=0.01"))
-    with pytest.raises(BofError, match="different config"):
-        train(other, tmp_path / "run", progress=False)
+    train(other, tmp_path / "run", progress=False)
+    assert "starting" in capsys.readouterr().out
+    (stale,) = (tmp_path / "run").glob("checkpoint.stale-*.pt")
+    assert load_checkpoint(stale)["config"]["optim"]["lr"] == 0.002
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["optim"]["lr"] == 0.01
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["optim"]["lr"] == 0.01
+    # the same config resumes the finished run (nothing to train), --restart trains it again
+    assert main(["train", "--config-json", json.dumps(to_dict(other)), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert "resuming" in capsys.readouterr().out and len(list((tmp_path / "run").glob("checkpoint.stale-*.pt"))) == 1
+    assert (
+        main(
+            [
+                "train",
+                "--config-json",
+                json.dumps(to_dict(other)),
+                "--out",
+                str(tmp_path / "run"),
+                "--quiet",
+                "--restart",
+            ]
+        )
+        == 0
+    )
+    assert "starting" in capsys.readouterr().out and len(list((tmp_path / "run").glob("checkpoint.stale-*.pt"))) == 2
 
 
 def test_non_finite_loss_stops_with_iteration_and_term(tiny_config, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ import yaml
 from slurm_cluster import missing, slurm_cluster
 from workspace import environment, make_workspace, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_pushed")]  # its session fixture runs once
 
 
 def metrics(results: Path) -> dict[str, dict]:
@@ -84,6 +84,7 @@ def cluster(tmp_path_factory):
         yield conf
 
 
+@pytest.mark.xdist_group("slurm")  # one SLURM cluster at a time on this machine
 def test_a_cancelled_slurm_job_is_retried_and_resumes(cluster, tmp_path):
     work = make_workspace(tmp_path / "work")
     raw = yaml.safe_load((work / "config" / "smoke.yaml").read_text())

@@ -116,7 +116,7 @@ def job_counts(output: str) -> dict[str, int]:
                 "pretrain": 2,
                 "train": 15,
                 "evaluate_voc": 15,
-                "figure_data": 2,
+                "figure_data": 3,  # Figures 1, 5 and 7
                 "report": 1,
             },
         ),
@@ -128,7 +128,7 @@ def job_counts(output: str) -> dict[str, int]:
                 "pretrain": 6,
                 "train": 14,
                 "evaluate_coco": 12,
-                "figure_data": 2,
+                "figure_data": 3,  # Figures 1, 5 and 7
                 "report": 1,
             },
         ),
@@ -184,3 +184,24 @@ def test_kmeans_anchors_are_a_data_output_named_by_the_training_config():
     assert matrix.anchors_size(preset, "yolov3") == 64
     frcnn = next(j for j in matrix.jobs(preset) if j.detector != "yolov3")
     assert matrix.anchors_input(preset, frcnn) == []
+
+
+def test_jobs_ask_for_one_node_and_share_its_cpus(tmp_path):
+    """The paper presets' trainings: one process per GPU on one node, data-loader workers and
+    threads within the CPUs asked for; a retry asks for more memory and time."""
+    preset = matrix.load_preset(ROOT / "config" / "voc.yaml")
+    yolo = matrix.training_resources(preset, "yolov3")
+    assert (yolo.gpus, yolo.processes, yolo.workers) == (8, 8, 6)
+    assert yolo.processes * (yolo.workers + yolo.threads_per_process) <= yolo.cpus
+    dry = snakemake("-n", "-p", "--configfile", "config/voc.yaml", "--directory", str(ROOT))
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "-m torch.distributed.run --standalone --nproc_per_node 8 -m bof train" in dry.stdout
+    assert f"OMP_NUM_THREADS={yolo.threads_per_process} " in dry.stdout
+    raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    raw["detectors"]["yolov3"]["run"]["workers"] = 4  # 5 processes' worth on a 1-CPU job
+    path = tmp_path / "greedy.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(
+        ConfigError, match=r"detectors.yolov3: 1 process\(es\) with 4 data-loader workers each need 5 CPUs"
+    ):
+        matrix.load_preset(path, default_tables=ROOT / "config" / "tables.yaml")

@@ -10,17 +10,18 @@ if PRESET.dataset["kind"] == "synth":
             f"{RESULTS}/logs/synth.log",
         benchmark:
             f"{RESULTS}/benchmarks/synth.tsv"
-        conda:
-            "../../environment.yml"
         params:
             root=lambda wildcards, output: os.path.dirname(output[0]),
             options=matrix.synth_options(PRESET),
         shell:
-            "bof synth --out {params.root:q} --force --quiet {params.options} > {log:q} 2>&1"
+            "{BOF} synth --out {params.root:q} --force --quiet {params.options} > {log:q} 2>&1"
 
     DATASET_FILES = [f"{DATA}/synth.json"]
 
 else:
+
+    localrules:
+        download,
 
     rule download:
         output:
@@ -32,8 +33,6 @@ else:
         wildcard_constraints:
             archive="[a-z0-9_]+",
         retries: 3
-        conda:
-            "../../environment.yml"
         params:
             root=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
             mirror=(
@@ -42,7 +41,7 @@ else:
                 else ""
             ),
         shell:
-            "bof download --archive {wildcards.archive} --root {params.root:q} {params.mirror} --quiet > {log:q} 2>&1"
+            "{BOF} download --archive {wildcards.archive} --root {params.root:q} {params.mirror} --quiet > {log:q} 2>&1"
 
     DATASET_FILES = [
         f"{DATA}/.bof/{archive}.done" for archive in PRESET.dataset["archives"]
@@ -60,12 +59,10 @@ rule check_data:
         f"{RESULTS}/benchmarks/check_{{split}}.tsv"
     wildcard_constraints:
         split="train|val",
-    conda:
-        "../../environment.yml"
     params:
         source=lambda wildcards: matrix.check_arguments(PRESET, wildcards.split),
     shell:
-        "bof data check {params.source} --json {output:q} > {log:q} 2>&1"
+        "{BOF} data check {params.source} --json {output:q} > {log:q} 2>&1"
 
 
 rule coco_val_annotations:
@@ -77,12 +74,10 @@ rule coco_val_annotations:
         f"{RESULTS}/logs/coco_val_annotations.log",
     benchmark:
         f"{RESULTS}/benchmarks/coco_val_annotations.tsv"
-    conda:
-        "../../environment.yml"
     params:
         source=lambda wildcards: matrix.check_arguments(PRESET, "val"),
     shell:
-        "bof data to-coco {params.source} --out {output:q} > {log:q} 2>&1"
+        "{BOF} data to-coco {params.source} --out {output:q} > {log:q} 2>&1"
 
 
 rule anchors:
@@ -96,14 +91,12 @@ rule anchors:
         f"{RESULTS}/benchmarks/anchors_{{detector}}.tsv"
     wildcard_constraints:
         detector="[a-z0-9_]+",
-    conda:
-        "../../environment.yml"
     params:
         source=lambda wildcards: matrix.check_arguments(PRESET, "train"),
         size=lambda wildcards: matrix.anchors_size(PRESET, wildcards.detector),
         seed=PRESET.seeds[0],
     shell:
-        "bof anchors {params.source} --size {params.size} --seed {params.seed} --out {output:q} > {log:q} 2>&1"
+        "{BOF} anchors {params.source} --size {params.size} --seed {params.seed} --out {output:q} > {log:q} 2>&1"
 
 
 # The data stage's target: everything under results/<preset>/data, the COCO form of the

@@ -1,5 +1,4 @@
-EVAL = f"{RESULTS}/eval/{{detector}}/{{combo}}/seed{{seed}}"
-RUN = f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}"
+EVAL = matrix.eval_pattern(PRESET)
 # A training writes its final validation's detections (what `bof predict` writes) to
 # {RUN}/predictions; the evaluations score those files with the official tools' rules.
 
@@ -13,8 +12,6 @@ rule evaluate_voc:
         f"{RESULTS}/logs/evaluate/{{detector}}/{{combo}}_seed{{seed}}_voc07.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{detector}}/{{combo}}_seed{{seed}}_voc07.tsv"
-    conda:
-        "../../environment.yml"
     params:
         devkit=(
             matrix.voc_evaluation_arguments(PRESET)
@@ -23,7 +20,7 @@ rule evaluate_voc:
         ),
         results=lambda wildcards, input: os.path.join(os.path.dirname(input[0]), "voc"),
     shell:
-        "bof evaluate voc {params.devkit} --results {params.results:q} --metric voc07 --out {output:q} > {log:q} 2>&1"
+        "{BOF} evaluate voc {params.devkit} --results {params.results:q} --metric voc07 --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_coco:
@@ -36,14 +33,12 @@ rule evaluate_coco:
         f"{RESULTS}/logs/evaluate/{{detector}}/{{combo}}_seed{{seed}}_coco.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{detector}}/{{combo}}_seed{{seed}}_coco.tsv"
-    conda:
-        "../../environment.yml"
     params:
         annotations=lambda wildcards, input: matrix.val_annotations_from_input(
             PRESET, input.annotations
         ),
     shell:
-        "bof evaluate coco --annotations {params.annotations:q} --results {input.results:q} --out {output:q} > {log:q} 2>&1"
+        "{BOF} evaluate coco --annotations {params.annotations:q} --results {input.results:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule figure_data:
@@ -56,14 +51,12 @@ rule figure_data:
     benchmark:
         f"{RESULTS}/benchmarks/figure_data_{{figure}}.tsv"
     wildcard_constraints:
-        figure="figure5|figure7",
-    conda:
-        "../../environment.yml"
+        figure="figure1|figure5|figure7",
     threads: 2
     params:
         examples=PRESET.raw.get("figures", {}).get("examples", 4),
     shell:
-        "OMP_NUM_THREADS={threads} bof figure-data {wildcards.figure} --models {input:q} --count {params.examples} --out {output:q} > {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} {BOF} figure-data {wildcards.figure} --models {input:q} --count {params.examples} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_all:

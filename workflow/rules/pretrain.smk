@@ -10,19 +10,30 @@ rule pretrain:
     wildcard_constraints:
         backbone="darknet53|resnet50|resnet101|small_resnet",
         variant="plain|mixup",
-    conda:
-        "../../environment.yml"
-    threads: matrix.job_threads(PRESET)
+    threads: lambda wildcards: matrix.pretraining_resources(PRESET, wildcards.backbone).cpus
     resources:
-        gpu=0,
+        gpu=lambda wildcards: matrix.pretraining_resources(
+            PRESET, wildcards.backbone
+        ).gpus,
+        nodes=1,
+        cpus_per_task=lambda wildcards: matrix.pretraining_resources(
+            PRESET, wildcards.backbone
+        ).cpus,
+        mem_mb=lambda wildcards, attempt: attempt
+        * matrix.pretraining_resources(PRESET, wildcards.backbone).mem_mb,
+        runtime=lambda wildcards, attempt: attempt
+        * matrix.pretraining_resources(PRESET, wildcards.backbone).runtime,
     params:
+        omp=lambda wildcards: matrix.pretraining_resources(
+            PRESET, wildcards.backbone
+        ).threads_per_process,
         config=lambda wildcards: matrix.pretrain_config_json(
             PRESET, wildcards.backbone, wildcards.variant == "mixup"
         ),
         out=lambda wildcards, output: os.path.dirname(output[0]),
         launcher=lambda wildcards, resources: matrix.launcher(resources.gpu),
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} pretrain --config-json {params.config:q} --out {params.out:q} --quiet > {log:q} 2>&1"
+        "OMP_NUM_THREADS={params.omp} {params.launcher} pretrain --config-json {params.config:q} --out {params.out:q} --quiet {RESTART} > {log:q} 2>&1"
 
 
 rule pretrain_all:

@@ -4,10 +4,10 @@ rule train:
         lambda wildcards: matrix.pretrained_input(PRESET, matrix.Job.of(wildcards)),
         lambda wildcards: matrix.anchors_input(PRESET, matrix.Job.of(wildcards)),
     output:
-        model=f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}/model.pt",
-        curve=f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}/val_curve.json",
-        run=f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}/run.json",
-        predictions=f"{RESULTS}/runs/{{detector}}/{{combo}}/seed{{seed}}/predictions/coco_results.json",
+        model=f"{RUN}/model.pt",
+        curve=f"{RUN}/val_curve.json",
+        run=f"{RUN}/run.json",
+        predictions=f"{RUN}/predictions/coco_results.json",
     log:
         f"{RESULTS}/logs/train/{{detector}}/{{combo}}_seed{{seed}}.log",
     benchmark:
@@ -16,19 +16,28 @@ rule train:
         detector="[a-z0-9_]+",
         combo="[A-Za-z0-9_.-]+",
         seed="[0-9]+",
-    conda:
-        "../../environment.yml"
-    threads: matrix.job_threads(PRESET)
+    threads: lambda wildcards: matrix.training_resources(PRESET, wildcards.detector).cpus
     resources:
-        gpu=lambda wildcards: matrix.gpus(PRESET, wildcards.detector),
+        gpu=lambda wildcards: matrix.training_resources(PRESET, wildcards.detector).gpus,
+        nodes=1,
+        cpus_per_task=lambda wildcards: matrix.training_resources(
+            PRESET, wildcards.detector
+        ).cpus,
+        mem_mb=lambda wildcards, attempt: attempt
+        * matrix.training_resources(PRESET, wildcards.detector).mem_mb,
+        runtime=lambda wildcards, attempt: attempt
+        * matrix.training_resources(PRESET, wildcards.detector).runtime,
     params:
         config=lambda wildcards: matrix.train_config_json(
             PRESET, matrix.Job.of(wildcards)
         ),
         out=lambda wildcards, output: os.path.dirname(output.model),
         launcher=lambda wildcards, resources: matrix.launcher(resources.gpu),
+        omp=lambda wildcards: matrix.training_resources(
+            PRESET, wildcards.detector
+        ).threads_per_process,
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train --config-json {params.config:q} --out {params.out:q} --quiet > {log:q} 2>&1"
+        "OMP_NUM_THREADS={params.omp} {params.launcher} train --config-json {params.config:q} --out {params.out:q} --quiet {RESTART} > {log:q} 2>&1"
 
 
 rule train_all:
