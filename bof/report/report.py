@@ -11,7 +11,7 @@ from pathlib import Path
 from bof.io import atomic_write_json, atomic_write_text
 from bof.pipeline.matrix import Preset, figure_cells, jobs, run_dir
 from bof.report import figures
-from bof.report.summary import counts, reproduction_frame, summary_markdown
+from bof.report.summary import convergence_markdown, counts, reproduction_frame, summary_markdown
 from bof.report.tables import table_frame, write_table
 
 log = logging.getLogger("bof.report")
@@ -100,7 +100,7 @@ def make_report(preset: Preset) -> Path:
         "several seeds ran); the paper's values are those it reports, on the real datasets at full scale.",
         "",
     ]
-    lines += [summary_markdown(preset), ""]
+    lines += [summary_markdown(preset), "", convergence_markdown(preset), ""]
     if missing:
         lines += ["**Missing inputs** (these parts are left out):", "", *[f"- {m}" for m in missing], ""]
     for paths in table_paths.values():

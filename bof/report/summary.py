@@ -7,12 +7,18 @@ seed there is no interval, so nothing can be significant.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 
-from bof.pipeline.matrix import Preset
-from bof.report.tables import table_frame
+from bof.pipeline.matrix import Job, Preset, run_dir
+from bof.report.tables import table_frame, table_rows
+
+# A baseline counts as converged when its validation mAP gained less than this many points over
+# the last quarter of its training (issue 11's "flat over the last quarter", made a number).
+FLAT_GAIN = 1.0
 
 VERDICTS = {
     "significant": "reproduced: same sign, interval excludes 0",
@@ -103,4 +109,65 @@ def summary_markdown(preset: Preset) -> str:
         lines.append(
             f"| {row.table} | {row.model} | {number(row.paper_delta)} | {number(row.delta)}{interval} | {VERDICTS[row.verdict]} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def last_quarter_gain(curve: list[dict]) -> tuple[float | None, float | None]:
+    """(final value, its gain over the last quarter of training), in points; the gain is taken
+    from the last validation at or before 75 % of the epochs, None when there is none."""
+    points = [(p["epoch"], 100 * p["value"]) for p in curve if p.get("value") is not None]
+    if not points:
+        return None, None
+    last_epoch, final = points[-1]
+    before = [value for epoch, value in points if epoch <= 0.75 * last_epoch]
+    return final, (final - before[-1] if before else None)
+
+
+def convergence_frame(preset: Preset) -> pd.DataFrame:
+    """One row per distinct baseline of the preset's tables: its final validation metric and
+    how much it still gained over the last quarter of training (mean and worst over seeds)."""
+    baselines = {row.baseline: None for name in preset.tables for row in table_rows(preset, name)}
+    records = []
+    for base in baselines:
+        finals, gains = [], []
+        for seed in preset.seeds:
+            path = Path(run_dir(preset, Job(base.detector, base.combo, seed))) / "val_curve.json"
+            if path.exists():
+                final, gain = last_quarter_gain(json.loads(path.read_text()))
+                if final is not None:
+                    finals.append(final)
+                if gain is not None:
+                    gains.append(gain)
+        records.append(
+            {
+                "run": f"{base.detector}/{base.combo}",
+                "seeds": len(finals),
+                "final": sum(finals) / len(finals) if finals else None,
+                "gain": sum(gains) / len(gains) if gains else None,
+                "worst_gain": max(gains) if gains else None,
+                "flat": bool(gains) and max(gains) < FLAT_GAIN,
+            }
+        )
+    return pd.DataFrame.from_records(records, columns=["run", "seeds", "final", "gain", "worst_gain", "flat"])
+
+
+def convergence_markdown(preset: Preset) -> str:
+    """Whether each baseline had converged: a delta on an under-trained baseline says little."""
+    frame = convergence_frame(preset)
+    lines = [
+        "## Are the baselines converged?",
+        "",
+        f"Validation metric (%, on the preset's validation split) at the end of training, and what it gained over the last"
+        f" quarter of the epochs (mean over seeds; *flat* when every seed gained less than {FLAT_GAIN:g} point).",
+        "",
+        "| baseline run | seeds | final | last-quarter gain (worst seed) | |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in frame.itertuples():
+        if row.seeds == 0:
+            lines.append(f"| {row.run} | 0 | — | — | not run |")
+            continue
+        gain = "—" if row.gain is None else f"{row.gain:+.2f} ({row.worst_gain:+.2f})"
+        state = "flat" if row.flat else ("still rising" if row.gain is not None else "too few validations")
+        lines.append(f"| {row.run} | {row.seeds} | {row.final:.2f} | {gain} | {state} |")
     return "\n".join(lines) + "\n"

@@ -92,3 +92,32 @@ def test_reproduction_summary_counts_signs_and_intervals(preset):
     assert verdicts["YOLOv3: Our BoF"] == "missing" and "baseline" not in verdicts
     assert counts(frame) == {"deltas": 6, "measured": 3, "same_sign": 2, "significant": 1, "opposite_significant": 1}
     assert "**2 of 3 of the paper's deltas reproduced in sign, 1 significant**" in summary_markdown(preset)
+
+
+def write_curve(preset, cell, seed, values, epochs):
+    folder = Path(matrix.run_dir(preset, matrix.Job(cell.detector, cell.combo, seed)))
+    folder.mkdir(parents=True, exist_ok=True)
+    curve = [{"epoch": e, "metric": "mAP", "value": v} for e, v in zip(epochs, values, strict=True)]
+    (folder / "val_curve.json").write_text(json.dumps(curve))
+
+
+def test_baselines_are_flat_when_every_seed_gained_under_a_point_in_the_last_quarter(preset):
+    from bof.report.summary import convergence_frame, convergence_markdown
+
+    preset = matrix.Preset(preset.path, preset.raw, {name: preset.tables[name] for name in ("table1", "table4")})
+    table1_base = matrix.table_cells(preset, "table1")[0][0]
+    yolo_base = matrix.table_cells(preset, "table4")[2][0]  # Table 4's YOLOv3 "Orig"
+    epochs = [5, 10, 15, 20]  # the last quarter starts after epoch 15
+    for seed, last in enumerate((0.305, 0.309, 0.300)):  # gains +0.5, +0.9, 0.0 points
+        write_curve(preset, table1_base, seed, [0.1, 0.2, 0.30, last], epochs)
+    for seed, last in enumerate((0.305, 0.311, 0.300)):  # one seed gains 1.1 points
+        write_curve(preset, yolo_base, seed, [0.1, 0.2, 0.30, last], epochs)
+    frame = convergence_frame(preset).set_index("run")
+    flat = frame.loc[f"{table1_base.detector}/{table1_base.combo}"]
+    rising = frame.loc[f"{yolo_base.detector}/{yolo_base.combo}"]
+    assert flat["flat"] and flat["final"] == pytest.approx(30.4667, abs=1e-3)
+    assert flat["gain"] == pytest.approx(0.4667, abs=1e-3) and flat["worst_gain"] == pytest.approx(0.9)
+    assert not rising["flat"] and rising["worst_gain"] == pytest.approx(1.1)
+    text = convergence_markdown(preset)
+    assert "| 3 | 30.47 | +0.47 (+0.90) | flat |" in text and "| +0.53 (+1.10) | still rising |" in text
+    assert "0 | — | — | not run |" in text  # Table 4's Faster R-CNN baselines have no runs
