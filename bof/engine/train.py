@@ -315,6 +315,9 @@ class Trainer:
             {"format": MODEL_FORMAT, "config": to_dict(self.config), "classes": self.classes, "model": inference},
             out / "model.pt",
         )
+        # again here: a run resumed after its last epoch (Snakemake deleted the outputs of the
+        # killed job) validates no more, and the curve lives on in the checkpoint
+        atomic_write_json(out / "val_curve.json", self.state.val_curve)
         metrics = {key: value for key, value in report.items() if key not in ("predictions", "predict_seconds")}
         split = self.config.data.val[0].split(":")[-1] if self.config.data.format == "voc" else "val"
         write_results(report["predictions"], self.val_data, out / "predictions", split=split)

@@ -75,7 +75,7 @@ def test_a_changed_setting_retrains_exactly_its_runs_which_start_over(pushed, tm
     for path in frcnn:
         assert list(path.parent.glob("checkpoint.stale-*.pt")), path.parent  # started over, old run kept aside
         assert json.loads((path.parent / "run.json").read_text())["config"]["optim"]["lr"] == 0.004
-    assert "up to date" in run(["dvc", "status"], copy).stdout
+    assert "up to date" in run(["dvc", "status", "--with-deps", "report@smoke"], copy).stdout
 
 
 def job_counts(dry: str) -> dict[str, int]:
@@ -86,14 +86,14 @@ def test_a_fresh_clone_pulls_and_regenerates_without_training(pushed):
     base, work, _ = pushed
     clone = base / "clone"
     run(["git", "clone", "-q", str(work), str(clone)], base)
-    run(["dvc", "pull"], clone)
+    run(["dvc", "pull", "--with-deps", "report@smoke"], clone)  # as `make pull PRESET=smoke`
     results = clone / "results" / "smoke"
     assert (results / "runs" / "yolov3" / "baseline" / "seed0" / "model.pt").exists()
     # DVC gave every file a new time; `make pull` then tells Snakemake they are up to date
     run(["snakemake", "all", "--touch", "--cores", "1", "--configfile", "config/smoke.yaml"], clone)
     dry = run(["snakemake", "-n", "--cores", "1", "--configfile", "config/smoke.yaml"], clone)
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
-    assert "up to date" in run(["dvc", "status"], clone).stdout
+    assert "up to date" in run(["dvc", "status", "--with-deps", "report@smoke"], clone).stdout
     runs_before = {p: p.stat().st_mtime for p in (results / "runs").rglob("*") if p.is_file()}
     for table in TABLES:
         (results / "tables" / f"{table}.md").unlink()
