@@ -35,7 +35,10 @@ def test_presets_load_and_every_job_has_a_valid_config(preset):
 
 
 def test_shared_combinations_train_once():
-    preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
+    # all six tables, as `--config 'tables=[table1,...,table6]'` asks of the mini preset
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw["tables"] = [f"table{n}" for n in range(1, 7)]
+    preset = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
     t1, t2, t4, t5 = (matrix.table_cells(preset, name) for name in ("table1", "table2", "table4", "table5"))
     assert t1[0][0] == t2[3][0]  # Table 1's baseline (the 81.5 model: SyncBN, random shapes) is a Table 2 row
     assert t2[-2][0] == t5[0][0] and t2[-1][0] == t5[0][1]  # stacked rows = Table 5's plain-backbone cells
@@ -43,6 +46,31 @@ def test_shared_combinations_train_once():
     t3, t6 = matrix.table_cells(preset, "table3"), matrix.table_cells(preset, "table6")
     assert t6[0][0] == t3[-2][0]  # frcnn_r101 is the same detector as frcnn_r50 in this preset
     assert len(matrix.jobs(preset)) == 19 * 3 and len(matrix.pretrain_jobs(preset)) == 4  # 19 combinations, 3 seeds
+
+
+def test_the_default_mini_job_trains_faster_rcnns_tables_and_the_figures_yolov3_cells():
+    preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
+    assert list(preset.tables) == ["table3", "table4", "table6"]
+    combos = {(job.detector, job.combo) for job in matrix.jobs(preset)}
+    frcnn = {combo for detector, combo in combos if detector == "frcnn_r50"}
+    # Table 3's five rows and Table 6's two cells on the mixup-pretrained backbone (Table 4's share them)
+    assert frcnn == {
+        "noaug",
+        "baseline",
+        "cosine",
+        "cosine_smooth",
+        "cosine_smooth_mix-beta1.5-1.5",
+        "cosine_smooth_premix",
+        "cosine_smooth_mix-beta1.5-1.5_premix",
+    }
+    # YOLOv3: Table 4's pair, and Figure 5's mixup and Figure 6b's cosine runs
+    assert {combo for detector, combo in combos if detector == "yolov3"} == {
+        "baseline",
+        "bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix",
+        "mix-beta1.5-1.5",
+        "cosine",
+    }
+    assert len(matrix.jobs(preset)) == 11 * 3 and len(matrix.pretrain_jobs(preset)) == 4
 
 
 def test_combo_names_are_canonical():
@@ -66,7 +94,9 @@ def test_combo_names_are_canonical():
 
 
 def test_job_configs_carry_the_preset_details():
-    preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw["tables"] = ["table2", "table5"]  # YOLOv3's tables, run on request (`--config tables=[...]`)
+    preset = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
     rows = matrix.table_cells(preset, "table2")
     shapes = matrix.train_config(preset, matrix.Job(rows[3][0].detector, rows[3][0].combo, 0))
     assert shapes.tricks.random_shapes.enabled and (
