@@ -16,6 +16,8 @@ machine was doing at the time.
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torchvision.ops import box_iou
 from torchvision.transforms.v2 import functional as F
@@ -167,8 +169,6 @@ def examples(models: list[str], *, count: int = 4) -> dict:
 @torch.no_grad()
 def throughput(models: list[str], *, images: int = 64, rounds: int = 3, batch_size: int = 8) -> dict:
     """Test images per second of each model in ``models``, over the first ``images`` test images."""
-    import time
-
     from bof.engine import distributed
     from bof.engine.predict import predict
 

@@ -104,26 +104,28 @@ def _pace(states: list[JobState]) -> dict[str, float]:
     return per_kind
 
 
+def _seconds_left(states: list[JobState], cores: int, per_kind: dict[str, float], default: float) -> float:
+    left = sum(per_kind.get(s.kind, default) * (1 - s.fraction) for s in states if s.state != "done")
+    return left / max(cores, 1)
+
+
 def estimate_seconds_left(states: list[JobState], cores: int) -> float | None:
     """Work left over the jobs that run at once; None while a kind of job left has shown no pace."""
     per_kind = _pace(states)
     if any(s.state != "done" and s.kind not in per_kind for s in states):
         return None
-    left = sum(per_kind[s.kind] * (1 - s.fraction) for s in states if s.state != "done")
-    return left / max(cores, 1)
+    return _seconds_left(states, cores, per_kind, 0.0)
 
 
 def format_status(states: list[JobState], cores: int) -> str:
     counts = {state: sum(s.state == state for s in states) for state in ("done", "running", "interrupted", "waiting")}
-    left = estimate_seconds_left(states, cores)
     per_kind = _pace(states)
-    if left is not None:
-        eta = f"about {left / 60:.0f} min left on {cores} cores"
+    unpaced = sorted({s.kind for s in states if s.state != "done" and s.kind not in per_kind})
+    if per_kind and not unpaced:
+        eta = f"about {_seconds_left(states, cores, per_kind, 0.0) / 60:.0f} min left on {cores} cores"
     elif per_kind:  # a rough figure: kinds without a pace yet taken at the others' mean
-        unpaced = sorted({s.kind for s in states if s.state != "done" and s.kind not in per_kind})
-        mean = sum(per_kind.values()) / len(per_kind)
-        rough = sum(per_kind.get(s.kind, mean) * (1 - s.fraction) for s in states if s.state != "done")
-        eta = f"roughly {rough / max(cores, 1) / 60:.0f} min left on {cores} cores ({', '.join(unpaced)}: no pace yet)"
+        rough = _seconds_left(states, cores, per_kind, sum(per_kind.values()) / len(per_kind))
+        eta = f"roughly {rough / 60:.0f} min left on {cores} cores ({', '.join(unpaced)}: no pace yet)"
     else:
         eta = "time left unknown until a job shows its pace"
     lines = [
