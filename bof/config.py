@@ -117,14 +117,15 @@ class MixupConfig:
     beta: float = 1.5
     weighted: bool = True
     off_last_epochs: int = 20
+    loss_scale: float = 1.0  # the whole loss times this while mixing (GluonCV Faster R-CNN: 0.5)
 
     def build(self) -> DetectionMixup | None:
         if self.mode == "off":
             return None
-        return DetectionMixup(self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs)
+        return DetectionMixup(self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs, self.loss_scale)
 
     def __post_init__(self) -> None:
-        DetectionMixup(self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs)  # validates
+        DetectionMixup(self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs, self.loss_scale)  # validates
 
 
 @dataclass(frozen=True)

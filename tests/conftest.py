@@ -10,6 +10,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from slurm_cluster import missing, slurm_cluster
+
 from bof.config import load_config
 from bof.data.synth import SynthConfig, generate
 from bof.data.voc import format_voc_xml
@@ -125,3 +127,25 @@ def smoke_pushed(tmp_path_factory):
     run(["git", "add", "-A"], work)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], work)
     return base, work, "\n".join(logs)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory) -> Path:
+    """The slurm.conf of a real single-node SLURM cluster, started once for the worker that runs the
+    tests in the xdist group "slurm" (every test that uses this fixture must be in that group alone:
+    two clusters on one machine share ports and /etc/slurm/slurm.conf)."""
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as conf:
+        yield conf
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse a test that uses the SLURM cluster outside the xdist group "slurm" (xdist joins several
+    group marks into a new group, which would start a second cluster beside the first and hang)."""
+    for item in items:
+        if "slurm" in getattr(item, "fixturenames", ()):
+            groups = {m.args[0] if m.args else m.kwargs.get("name") for m in item.iter_markers("xdist_group")}
+            if groups != {"slurm"}:
+                raise pytest.UsageError(f"{item.nodeid} uses the slurm fixture in xdist groups {groups}, not {{'slurm'}}")

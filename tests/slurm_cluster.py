@@ -45,6 +45,10 @@ def _start_munge() -> None:
 @contextlib.contextmanager
 def slurm_cluster(base: Path):
     """A running single-node SLURM (slurmctld + slurmd) configured under ``base``; yields its slurm.conf."""
+    for daemon in ("slurmctld", "slurmd"):
+        running = subprocess.run(["pgrep", "-a", "-x", daemon], capture_output=True, text=True).stdout.strip()
+        if running:  # a second cluster would share its ports and /etc/slurm/slurm.conf, and hang
+            raise RuntimeError(f"a {daemon} already runs on this machine ({running}): one test cluster at a time")
     _start_munge()
     host = socket.gethostname().split(".")[0]
     for folder in ("state", "spool", "log"):

@@ -1,8 +1,8 @@
 """``bof train``: one training loop for every detector.
 
-The loop knows nothing of the tricks: mixup, augmentation and random shapes arrive
+The loop knows almost nothing of the tricks: mixup, augmentation and random shapes arrive
 through the dataset and the batch sampler, label smoothing and mixup weights through the
-model's losses, the schedule through ``LambdaLR(lr_at)``, synchronized BN through the
+model's losses (the loop only applies a mixup's ``loss_scale`` while it mixes), the schedule through ``LambdaLR(lr_at)``, synchronized BN through the
 model. Everything it writes goes to the run folder::
 
     checkpoint.pt    model, optimizer, scheduler, scaler, RNG, epoch/iteration (every epoch, atomic)
@@ -240,6 +240,9 @@ class Trainer:
             disable=not (self.show_progress and self.context.is_main),
             leave=False,
         )
+        mixup = self.config.tricks.mixup.build()
+        # GluonCV's Faster R-CNN halves the whole loss while it mixes (mix_ratio); 1 otherwise
+        loss_scale = mixup.loss_scale if mixup is not None and mixup.active(epoch, self.config.optim.epochs) else 1.0
         started, window = time.perf_counter(), []
         for images, targets in bar:
             images, targets = move(images, targets, self.context.device)
@@ -247,7 +250,7 @@ class Trainer:
                 losses = self.network(images, targets)
             check_finite(losses, self.state.iteration, epoch, self.checkpoint_path, self.state.epoch)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(sum(losses.values())).backward()
+            self.scaler.scale(sum(losses.values()) * loss_scale).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()

@@ -161,6 +161,8 @@ def combo_name(tricks: dict, baseline: dict, pretrain_mixup: bool) -> str:
             parts.append("nomix")
         if mixup.get("mode", "off") != "off" and not mixup.get("weighted", True):
             parts[-1] += "-unweighted"
+        if mixup.get("mode", "off") != "off" and mixup.get("loss_scale", 1.0) != 1.0:
+            parts[-1] += f"-scale{mixup['loss_scale']:g}"
     if pretrain_mixup:
         parts.append("premix")
     return "_".join(parts) or "baseline"

@@ -61,6 +61,8 @@ class DetectionMixup:
     ``mode``: ``off``; ``fixed`` (lam = 0.5, "0.5:0.5 evenly"); ``beta`` (lam ~ Beta(alpha, beta)).
     ``weighted``: boxes weigh ``lam`` / ``1 - lam`` in the loss; otherwise every box weighs 1.
     ``off_last_epochs``: mixup is switched off for the last N epochs of ``epochs``.
+    ``loss_scale``: the whole training loss is multiplied by this while mixup is on (GluonCV's
+    Faster R-CNN: ``mix_ratio = 0.5`` with its even mix; 1 for YOLOv3).
     """
 
     mode: MixupMode = "beta"
@@ -68,6 +70,7 @@ class DetectionMixup:
     beta: float = 1.5
     weighted: bool = True
     off_last_epochs: int = 20
+    loss_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("off", "fixed", "beta"):
@@ -76,6 +79,8 @@ class DetectionMixup:
             raise ConfigError(f"mixup beta parameters must be > 0, got ({self.alpha}, {self.beta})")
         if self.off_last_epochs < 0:
             raise ConfigError(f"mixup off_last_epochs must be >= 0, got {self.off_last_epochs}")
+        if not self.loss_scale > 0:
+            raise ConfigError(f"mixup loss_scale must be > 0, got {self.loss_scale}")
 
     def active(self, epoch: int, epochs: int) -> bool:
         return self.mode != "off" and epoch < epochs - self.off_last_epochs

@@ -221,3 +221,23 @@ def test_saved_config_rebuilds(tiny_config, tmp_path):
     _, config = tiny_config("faster_rcnn", ("optim.epochs=1",))
     train(config, tmp_path / "run", progress=False)
     assert build(TrainConfig, load_checkpoint(tmp_path / "run" / "model.pt")["config"]) == config
+
+
+def test_mixup_loss_scale_multiplies_the_whole_loss_while_mixing(tiny_config, tmp_path):
+    """GluonCV's Faster R-CNN mixup (0.5 : 0.5, every box weight 1) halves the whole loss: with plain
+    SGD (no momentum, no weight decay) that is the same update as half the learning rate."""
+    plain_sgd = ("optim.epochs=1", "optim.momentum=0", "optim.weight_decay=0", "optim.warmup_epochs=0",
+                 "tricks.lr_schedule=step", "tricks.mixup.mode=fixed", "tricks.mixup.weighted=false",
+                 "tricks.mixup.off_last_epochs=0")  # fmt: skip
+
+    def weights(name, *overrides):
+        _, config = tiny_config("faster_rcnn", (*plain_sgd, *overrides))
+        train(config, tmp_path / name, progress=False)
+        return load_checkpoint(tmp_path / name / "model.pt")["model"]
+
+    halved = weights("halved", "tricks.mixup.loss_scale=0.5", "optim.lr=0.004")
+    unscaled_half_lr = weights("half_lr", "optim.lr=0.002")
+    unscaled = weights("unscaled", "optim.lr=0.004")
+    trained = [name for name, value in halved.items() if value.is_floating_point() and "running" not in name]
+    assert all(torch.allclose(halved[n], unscaled_half_lr[n], rtol=1e-5, atol=1e-7) for n in trained)
+    assert not all(torch.allclose(halved[n], unscaled[n], rtol=1e-5, atol=1e-7) for n in trained)

@@ -1,6 +1,6 @@
-"""Pipeline faults: Snakemake killed in the middle of the matrix and started again, and a SLURM
-job cancelled with scancel: finished jobs are not rerun, unfinished ones resume from their
-checkpoints, and the results equal those of an uninterrupted run."""
+"""Pipeline faults: Snakemake killed in the middle of the matrix and started again: finished jobs
+are not rerun, unfinished ones resume from their checkpoints, and the results equal those of an
+uninterrupted run. (A SLURM job cancelled with scancel: tests/faults/test_slurm_faults.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from slurm_cluster import missing, slurm_cluster
 from workspace import environment, make_workspace, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_pushed")]  # its session fixture runs once
@@ -84,39 +83,3 @@ def test_killed_snakemake_resumes_and_matches_the_uninterrupted_run(smoke_pushed
         assert "resuming" in log.read_text(), log
     assert metrics(work / "results" / "smoke") == metrics(reference / "results" / "smoke")
     assert "Complete log" in result.stdout + result.stderr
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
-    base = tmp_path_factory.mktemp("slurm-faults")
-    with slurm_cluster(base) as conf:
-        yield conf
-
-
-@pytest.mark.xdist_group("slurm")  # one SLURM cluster at a time on this machine
-def test_a_cancelled_slurm_job_is_retried_and_resumes(cluster, tmp_path):
-    work = make_workspace(tmp_path / "work")
-    raw = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
-    raw["detectors"]["yolov3"]["optim"]["epochs"] = 6  # long enough to cancel it mid-training
-    (work / "config" / "long.yaml").write_text(yaml.safe_dump(raw))
-    target = "results/smoke/runs/yolov3/baseline/seed0/model.pt"
-    env = environment(PYTHONPATH=str(work), SLURM_CONF=str(cluster))
-    command = ["snakemake", target, "--profile", "profiles/slurm-test", "--configfile", "config/long.yaml"]
-    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    checkpoint = work / "results" / "smoke" / "runs" / "yolov3" / "baseline" / "seed0" / "checkpoint.pt"
-    deadline = time.time() + 900
-    while not checkpoint.exists():
-        assert process.poll() is None and time.time() < deadline
-        time.sleep(0.2)
-    jobs = subprocess.run(["squeue", "-h", "-o", "%i %j"], env=env, capture_output=True, text=True).stdout
-    running = [line.split()[0] for line in jobs.splitlines()]
-    assert running, "no SLURM job was running the training"
-    subprocess.run(["scancel", *running], env=env, check=True)
-    output, _ = process.communicate(timeout=1800)
-    assert process.returncode == 0, output[-3000:]
-    assert (work / target).exists()
-    log = (work / "results" / "smoke" / "logs" / "train" / "yolov3" / "baseline_seed0.log").read_text()
-    assert re.search(r"resuming .* at epoch \d", log), log[-2000:]

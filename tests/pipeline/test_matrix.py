@@ -59,9 +59,9 @@ def test_the_default_mini_job_trains_faster_rcnns_tables_and_the_figures_yolov3_
         "baseline",
         "cosine",
         "cosine_smooth",
-        "cosine_smooth_mix-beta1.5-1.5",
+        "cosine_smooth_mix-fixed-unweighted-scale0.5",
         "cosine_smooth_premix",
-        "cosine_smooth_mix-beta1.5-1.5_premix",
+        "cosine_smooth_mix-fixed-unweighted-scale0.5_premix",
     }
     # YOLOv3: Table 4's pair, and Figure 5's mixup and Figure 6b's cosine runs
     assert {combo for detector, combo in combos if detector == "yolov3"} == {
@@ -91,6 +91,8 @@ def test_combo_names_are_canonical():
         )
         == "mix-beta1-1-unweighted_premix"
     )
+    gluoncv_faster_rcnn = {"mode": "fixed", "weighted": False, "loss_scale": 0.5}
+    assert matrix.combo_name({**baseline, "mixup": gluoncv_faster_rcnn}, baseline, False) == "mix-fixed-unweighted-scale0.5"
 
 
 def test_job_configs_carry_the_preset_details():

@@ -13,22 +13,11 @@ import json
 import re
 
 import pytest
-from slurm_cluster import missing, slurm_cluster
 from workspace import make_workspace, run
 
 from bof.pipeline import matrix
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one SLURM cluster at a time
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
-    base = tmp_path_factory.mktemp("slurm")
-    with slurm_cluster(base) as conf:
-        yield base, conf
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # the cluster fixture's group: see conftest.py
 
 
 def planned_jobs(work, targets) -> dict[str, int]:
@@ -40,8 +29,7 @@ def planned_jobs(work, targets) -> dict[str, int]:
     return {rule: int(count) for rule, count in counts.items() if rule != "total"}
 
 
-def test_smoke_jobs_through_sbatch(cluster, tmp_path):
-    base, conf = cluster
+def test_smoke_jobs_through_sbatch(slurm, tmp_path):
     work = make_workspace(tmp_path / "work")
     preset = matrix.load_preset(work / "config" / "smoke.yaml")
     metrics = [
@@ -60,11 +48,11 @@ def test_smoke_jobs_through_sbatch(cluster, tmp_path):
         ["snakemake", *metrics, "--profile", "profiles/slurm-test", "--configfile", "config/smoke.yaml", "--verbose"],
         work,
         timeout=1800,
-        SLURM_CONF=str(conf),
+        SLURM_CONF=str(slurm),
     )
     for path in metrics:
         assert 0 <= json.loads((work / path).read_text())["mAP"] <= 1, result.stdout[-3000:]
-    submitted = re.findall(r"_slurm_rpc_submit_batch_job: JobId=(\d+)", (base / "log" / "slurmctld.log").read_text())
+    submitted = re.findall(r"_slurm_rpc_submit_batch_job: JobId=(\d+)", (slurm.parent / "log" / "slurmctld.log").read_text())
     logs = work / ".snakemake" / "slurm_logs"
     batch_logs = {p.name.removeprefix("rule_"): len(list(p.rglob("*.log"))) for p in logs.iterdir()}
     # every planned job of every rule went through sbatch (a retried job leaves one log a try)
