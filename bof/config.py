@@ -125,7 +125,9 @@ class MixupConfig:
         return DetectionMixup(self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs, self.loss_scale)
 
     def __post_init__(self) -> None:
-        DetectionMixup(self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs, self.loss_scale)  # validates
+        DetectionMixup(
+            self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs, self.loss_scale
+        )  # validates
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-
 from slurm_cluster import missing, slurm_cluster
 
 from bof.config import load_config
@@ -148,4 +147,6 @@ def pytest_collection_modifyitems(config, items):
         if "slurm" in getattr(item, "fixturenames", ()):
             groups = {m.args[0] if m.args else m.kwargs.get("name") for m in item.iter_markers("xdist_group")}
             if groups != {"slurm"}:
-                raise pytest.UsageError(f"{item.nodeid} uses the slurm fixture in xdist groups {groups}, not {{'slurm'}}")
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses the slurm fixture in xdist groups {groups}, not {{'slurm'}}"
+                )

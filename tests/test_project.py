@@ -60,4 +60,6 @@ def test_xdist_groups_hold(request):
     two SLURM clusters then start side by side and hang: pyproject.toml pins pytest below 9.2)."""
     if not getattr(request.config.option, "loadgroup", False):
         pytest.skip("not a pytest-xdist worker of a --dist loadgroup run")
-    assert request.node.nodeid.endswith("@grouping"), f"pytest {pytest.__version__} left {request.node.nodeid} ungrouped"
+    assert request.node.nodeid.endswith("@grouping"), (
+        f"pytest {pytest.__version__} left {request.node.nodeid} ungrouped"
+    )

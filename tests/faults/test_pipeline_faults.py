@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from workspace import environment, make_workspace, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_pushed")]  # its session fixture runs once

@@ -92,7 +92,10 @@ def test_combo_names_are_canonical():
         == "mix-beta1-1-unweighted_premix"
     )
     gluoncv_faster_rcnn = {"mode": "fixed", "weighted": False, "loss_scale": 0.5}
-    assert matrix.combo_name({**baseline, "mixup": gluoncv_faster_rcnn}, baseline, False) == "mix-fixed-unweighted-scale0.5"
+    assert (
+        matrix.combo_name({**baseline, "mixup": gluoncv_faster_rcnn}, baseline, False)
+        == "mix-fixed-unweighted-scale0.5"
+    )
 
 
 def test_job_configs_carry_the_preset_details():

@@ -52,7 +52,9 @@ def test_smoke_jobs_through_sbatch(slurm, tmp_path):
     )
     for path in metrics:
         assert 0 <= json.loads((work / path).read_text())["mAP"] <= 1, result.stdout[-3000:]
-    submitted = re.findall(r"_slurm_rpc_submit_batch_job: JobId=(\d+)", (slurm.parent / "log" / "slurmctld.log").read_text())
+    submitted = re.findall(
+        r"_slurm_rpc_submit_batch_job: JobId=(\d+)", (slurm.parent / "log" / "slurmctld.log").read_text()
+    )
     logs = work / ".snakemake" / "slurm_logs"
     batch_logs = {p.name.removeprefix("rule_"): len(list(p.rglob("*.log"))) for p in logs.iterdir()}
     # every planned job of every rule went through sbatch (a retried job leaves one log a try)
