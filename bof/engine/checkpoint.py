@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from bof.engine import distributed
 from bof.errors import BofError
 from bof.io import atomic_write
 
@@ -47,3 +48,12 @@ def set_aside(path: str | Path) -> Path:
         counter += 1
     path.rename(target)
     return target
+
+
+def start_over(path: Path, reason: str, context: distributed.Context) -> None:
+    """A run folder's checkpoint is not this run's: the main process sets it aside (nothing is
+    lost) and says why; every process waits, then the run starts from scratch."""
+    if context.is_main:
+        kept = set_aside(path)
+        print(f"starting {path.parent} over ({reason}); the old checkpoint is kept as {kept.name}")
+    distributed.barrier(context)

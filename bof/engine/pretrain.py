@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from bof.config import to_dict
 from bof.engine import distributed
-from bof.engine.checkpoint import load_checkpoint, save_checkpoint, set_aside
+from bof.engine.checkpoint import load_checkpoint, save_checkpoint, start_over
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json
@@ -196,10 +196,7 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
     checkpoint_path = out / "checkpoint.pt"
     saved = load_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
     if saved is not None and (restart or saved.get("config") != to_dict(config)):
-        if context.is_main:  # another config, or --restart: keep it aside and start over
-            kept = set_aside(checkpoint_path)
-            print(f"starting {out} over; the old checkpoint is kept as {kept.name}")
-        distributed.barrier(context)
+        start_over(checkpoint_path, "--restart" if restart else "it holds a run of another config", context)
         saved = None
     if saved is not None:
         model.load_state_dict(saved["model"])

@@ -37,7 +37,7 @@ from bof.data.detection import collate_detection
 from bof.data.training import KeyedBatchSampler
 from bof.engine import distributed
 from bof.engine.build import open_split, size_schedule, training_set
-from bof.engine.checkpoint import load_checkpoint, save_checkpoint, set_aside
+from bof.engine.checkpoint import load_checkpoint, save_checkpoint, start_over
 from bof.engine.predict import MODEL_FORMAT, evaluate_model, write_results
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
@@ -168,10 +168,7 @@ class Trainer:
         elif anchors is not None and not torch.equal(saved["model"]["anchors"], anchors):
             reason = f"it was trained with other anchors than {self.config.model.anchors!r} holds now"
         if reason:
-            if self.context.is_main:
-                kept = set_aside(self.checkpoint_path)
-                print(f"starting {self.out} over ({reason}); the old checkpoint is kept as {kept.name}")
-            distributed.barrier(self.context)
+            start_over(self.checkpoint_path, reason, self.context)
             return False
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
