@@ -60,6 +60,7 @@ class Progress:
     iteration: int = 0
     images_seen: int = 0
     train_seconds: float = 0.0
+    data_seconds: float = 0.0  # of train_seconds, waiting for the data loader's next batch
     val_curve: list[dict] = field(default_factory=list)
 
 
@@ -241,7 +242,9 @@ class Trainer:
         # GluonCV's Faster R-CNN halves the whole loss while it mixes (mix_ratio); 1 otherwise
         loss_scale = mixup.loss_scale if mixup is not None and mixup.active(epoch, self.config.optim.epochs) else 1.0
         started, window = time.perf_counter(), []
+        waiting = started
         for images, targets in bar:
+            self.state.data_seconds += time.perf_counter() - waiting
             images, targets = move(images, targets, self.context.device)
             with torch.autocast(self.context.device.type, dtype=torch.float16, enabled=self.use_amp):
                 losses = self.network(images, targets)
@@ -262,6 +265,7 @@ class Trainer:
                 )
                 log(record)
                 window = []
+            waiting = time.perf_counter()
         self.state.train_seconds += time.perf_counter() - started
 
     def validate(self, epoch: int) -> dict:
@@ -337,6 +341,13 @@ class Trainer:
                 "wall_seconds": wall_seconds,
                 "train_seconds": self.state.train_seconds,
                 "images_per_second": images_per_second,
+                # the share of training time spent waiting for data (the loss's float() syncs each step)
+                "data_wait_share": self.state.data_seconds / self.state.train_seconds
+                if self.state.train_seconds
+                else None,
+                "peak_memory_bytes": torch.cuda.max_memory_allocated(self.context.device)
+                if self.context.device.type == "cuda"
+                else None,
                 "inference_images_per_second": len(self.val_data) / report["predict_seconds"],
                 "metric": {"name": report["metric_name"], "value": report["value"]},
                 "anchors": self.model.anchors.tolist() if hasattr(self.model, "anchors") else None,

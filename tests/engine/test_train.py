@@ -41,6 +41,7 @@ def test_train_writes_a_complete_run(tiny_config, tmp_path, arch):
     assert run["seed"] == 1 and run["config"]["model"]["arch"] == arch
     assert run["versions"]["torch"] == torch.__version__ and "commit" in run["git"] and run["device"]
     assert run["images_per_second"] > 0 and run["iterations"] == 2 * (12 // 4)
+    assert 0 < run["data_wait_share"] < 1 and run["peak_memory_bytes"] is None  # CPU: no CUDA memory to report
     curve = json.loads((out / "val_curve.json").read_text())
     assert [p["epoch"] for p in curve] == [1, 2] and all(p["metric"] == "mAP" for p in curve)
     assert report["value"] == curve[-1]["value"] == json.loads((out / "metrics.json").read_text())["mAP"]

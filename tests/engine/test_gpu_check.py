@@ -1,0 +1,57 @@
+"""benchmarks/gpu_check.py at tiny sizes on the CPU: the paper presets' heaviest jobs go through
+torch.distributed.run and `bof train` as on a GPU, and the projection follows from the measured
+images/s (on a GPU the same script runs the full-size networks: README's GPU table)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bof.pipeline import matrix
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_gpu_check_trains_each_detector_through_torchrun_and_projects_the_preset(tmp_path):
+    out = tmp_path / "gpu_check.json"
+    command = [sys.executable, "benchmarks/gpu_check.py", "--tiny", "--images", "16", "--presets", "config/voc.yaml"]
+    result = subprocess.run([*command, "--out", str(out), "--work", str(tmp_path / "work")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    report = json.loads(out.read_text())
+    runs = {run["detector"]: run for run in report["runs"]}
+    assert set(runs) == {"yolov3", "frcnn_r50"}, result.stdout + result.stderr
+    for run in runs.values():
+        assert run["ok"], run.get("error")
+        assert run["world_size"] == 1 and run["iterations"] == 2 * (16 // 4)  # 2 epochs of 16 images, batch 4
+        assert run["images_per_second"] > 0 and 0 < run["data_wait_share"] < 1 and run["peak_memory_gib"] is None
+        assert run["loss_fell"] == (run["loss_last_quarter"] < run["loss_first_quarter"])
+    # the heaviest combination of each detector: every freebie of Tables 2 and 3
+    assert runs["yolov3"]["combo"] == "bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5"
+    assert runs["frcnn_r50"]["combo"] == "cosine_smooth_mix-fixed-unweighted-scale0.5"
+    assert result.returncode == (0 if all(run["loss_fell"] for run in runs.values()) else 1)
+    # the projection: every training job of the preset at its epochs over VOC07+12's images
+    preset = matrix.load_preset(ROOT / "config" / "voc.yaml")
+    expected = sum(
+        matrix.train_config(preset, job).optim.epochs * 16551 / runs[job.detector]["images_per_second"] / 3600
+        for job in matrix.jobs(preset)
+    )
+    projection = report["projection"]["voc"]
+    assert projection["gpu_hours"] == pytest.approx(expected) and projection["node_hours"] == pytest.approx(
+        expected / 8
+    )
+    assert projection["training_jobs"] == len(matrix.jobs(preset)) and projection["not_measured"] == []
+    assert report["device"].startswith("cpu") and report["tiny"] is True
+
+
+def test_gpu_check_refuses_full_size_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--out", str(tmp_path / "x.json")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "needs a GPU" in result.stderr and not (tmp_path / "x.json").exists()
