@@ -111,6 +111,10 @@ def test_classes_without_detections_or_ground_truth():
     assert report["per_class"] == {"a": 1.0, "b": 0.0, "c": None}
     assert report["mAP"] == 0.5  # c has no positives and is left out
     assert report["num_positives"] == {"a": 1, "b": 1, "c": 0}
+    # detections of a class no image holds (a small test split): no AP, left out, no crash
+    report = evaluate_voc({"a": dets(("i", 0.9, A)), "c": dets(("i", 0.8, B))}, truth, ["a", "b", "c"])
+    assert report["per_class"] == {"a": 1.0, "b": 0.0, "c": None} and report["mAP"] == 0.5
+    assert report["num_detections"] == {"a": 1, "b": 0, "c": 1}
 
 
 def test_detection_in_an_image_without_ground_truth_is_a_false_positive():

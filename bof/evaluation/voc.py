@@ -134,7 +134,8 @@ def evaluate_class(
     best_gt, best_iou = _best_ground_truth(det_boxes, det_image, gt_boxes, gt_image)
 
     matched = best_iou >= iou_threshold
-    ignored = matched & gt_difficult[np.maximum(best_gt, 0)]
+    # (a class with no ground truth in the whole set matches nothing: nothing to look up)
+    ignored = matched & gt_difficult[np.maximum(best_gt, 0)] if len(gt_difficult) else np.zeros_like(matched)
     candidate = matched & ~ignored
     true_positive = np.zeros(len(order), dtype=bool)
     _, first = np.unique(best_gt[candidate], return_index=True)
