@@ -6,6 +6,7 @@ code when loaded: only tensors, containers and primitives are accepted.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import time
 from pathlib import Path
@@ -15,6 +16,12 @@ import torch
 from bof.engine import distributed
 from bof.errors import BofError
 from bof.io import atomic_write
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes: which backbone a run started from, whatever its path."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:

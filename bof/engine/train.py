@@ -37,7 +37,7 @@ from bof.data.detection import collate_detection
 from bof.data.training import KeyedBatchSampler
 from bof.engine import distributed
 from bof.engine.build import open_split, size_schedule, training_set
-from bof.engine.checkpoint import load_checkpoint, save_checkpoint, start_over
+from bof.engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint, start_over
 from bof.engine.predict import MODEL_FORMAT, evaluate_model, write_results
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
@@ -118,9 +118,10 @@ class Trainer:
             raise ConfigError(
                 f"optim.batch_size {config.optim.batch_size} is larger than the training set ({len(self.train_data)} images)"
             )
-        pretrained = (
-            load_checkpoint(config.model.pretrained) if config.model.pretrained not in (None, "imagenet") else None
-        )
+        from_file = config.model.pretrained not in (None, "imagenet")
+        pretrained = load_checkpoint(config.model.pretrained) if from_file else None
+        # a retrained backbone keeps its path: a checkpoint started from other weights must not resume
+        self.pretrained_sha256 = file_sha256(config.model.pretrained) if from_file else None
         model = build_detector(config, len(self.classes), pretrained)
         bn = config.tricks.batchnorm
         self.model = convert_batchnorm(model, bn.mode, group_size=bn.group_size).to(context.device)
@@ -168,6 +169,8 @@ class Trainer:
             reason = "it holds a run of another config"
         elif anchors is not None and not torch.equal(saved["model"]["anchors"], anchors):
             reason = f"it was trained with other anchors than {self.config.model.anchors!r} holds now"
+        elif saved.get("pretrained_sha256") != self.pretrained_sha256:
+            reason = f"it started from another backbone than {self.config.model.pretrained} holds now"
         if reason:
             start_over(self.checkpoint_path, reason, self.context)
             return False
@@ -193,6 +196,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "progress": vars(self.state),
+                "pretrained_sha256": self.pretrained_sha256,
             },
             self.checkpoint_path,
         )
@@ -351,6 +355,7 @@ class Trainer:
                 "inference_images_per_second": len(self.val_data) / report["predict_seconds"],
                 "metric": {"name": report["metric_name"], "value": report["value"]},
                 "anchors": self.model.anchors.tolist() if hasattr(self.model, "anchors") else None,
+                "pretrained_sha256": self.pretrained_sha256,
                 **environment(self.context.device),
             },
         )

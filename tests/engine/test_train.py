@@ -242,3 +242,29 @@ def test_mixup_loss_scale_multiplies_the_whole_loss_while_mixing(tiny_config, tm
     trained = [name for name, value in halved.items() if value.is_floating_point() and "running" not in name]
     assert all(torch.allclose(halved[n], unscaled_half_lr[n], rtol=1e-5, atol=1e-7) for n in trained)
     assert not all(torch.allclose(halved[n], unscaled[n], rtol=1e-5, atol=1e-7) for n in trained)
+
+
+def test_a_retrained_backbone_at_the_same_path_starts_the_run_over(tiny_synth, tiny_config, tmp_path, capsys):
+    """Snakemake reruns a training whose backbone was pretrained again (same path, same config):
+    the run must not resume the checkpoint that started from the old weights."""
+    backbone = tmp_path / "pretrain" / "backbone.pt"
+
+    def pretrain(seed):
+        sets = [f"data={tiny_synth / 'classification'}", "width=0.125", "depth=0.34", "image_size=32", "epochs=1",
+                "batch_size=4", "warmup_epochs=0", "workers=0", f"seed={seed}"]  # fmt: skip
+        assert main(["pretrain", "--out", str(backbone.parent), "--quiet", "--restart",
+                     *[arg for s in sets for arg in ("--set", s)]]) == 0  # fmt: skip
+
+    pretrain(0)
+    _, config = tiny_config("yolov3", ("optim.epochs=1", f"model.pretrained={backbone}"))
+    train(config, tmp_path / "run", progress=False)
+    first = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["pretrained_sha256"]
+    train(config, tmp_path / "run", progress=False)  # the same backbone: resumes (nothing left to train)
+    assert "resuming" in capsys.readouterr().out and not list((tmp_path / "run").glob("checkpoint.stale-*.pt"))
+    pretrain(1)
+    train(config, tmp_path / "run", progress=False)
+    assert "another backbone" in capsys.readouterr().out
+    (stale,) = (tmp_path / "run").glob("checkpoint.stale-*.pt")
+    assert load_checkpoint(stale)["pretrained_sha256"] == first
+    now = json.loads((tmp_path / "run" / "run.json").read_text())["pretrained_sha256"]
+    assert now != first and now == load_checkpoint(tmp_path / "run" / "checkpoint.pt")["pretrained_sha256"]
