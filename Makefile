@@ -65,7 +65,8 @@ lint: setup
 	rm -f .lint.txt
 
 # Two pytest-xdist workers: the pipeline, DVC and SLURM tests wait on subprocesses much of the
-# time; the tests sharing the DVC smoke run stay in one worker (xdist_group), so it runs once.
+# time; the tests sharing the DVC smoke run stay in one worker (xdist_group), so it runs once, and
+# the two SLURM tests in the other, with one cluster (pytest < 9.2: tests/test_project.py checks).
 test: setup lint
 	$(BIN)/pytest -q -n 2 --dist loadgroup
 
