@@ -80,7 +80,7 @@ def run_training(config: dict, out: Path, *, timeout: float) -> dict:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
     command += ["-m", "bof", "train", "--config-json", json.dumps(config), "--out", str(out), "--quiet"]
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ})
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - started
     if result.returncode != 0:
         return {"ok": False, "wall_seconds": wall, "error": (result.stdout + result.stderr)[-3000:]}

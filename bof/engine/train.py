@@ -2,8 +2,8 @@
 
 The loop knows almost nothing of the tricks: mixup, augmentation and random shapes arrive
 through the dataset and the batch sampler, label smoothing and mixup weights through the
-model's losses (the loop only applies a mixup's ``loss_scale`` while it mixes), the schedule through ``LambdaLR(lr_at)``, synchronized BN through the
-model. Everything it writes goes to the run folder::
+model's losses (the loop only applies a mixup's ``loss_scale`` while it mixes), the schedule
+through ``LambdaLR(lr_at)``, synchronized BN through the model. Everything it writes goes to the run folder::
 
     checkpoint.pt    model, optimizer, scheduler, scaler, RNG, epoch/iteration (every epoch, atomic)
     model.pt         inference weights (plain BN) + config + classes

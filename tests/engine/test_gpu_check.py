@@ -30,7 +30,7 @@ def test_gpu_check_trains_each_detector_through_torchrun_and_projects_the_preset
         assert run["ok"], run.get("error")
         assert run["world_size"] == 1 and run["iterations"] == 2 * (16 // 4)  # 2 epochs of 16 images, batch 4
         assert run["images_per_second"] > 0 and 0 < run["data_wait_share"] < 1 and run["peak_memory_gib"] is None
-        assert run["loss_fell"] == (run["loss_last_quarter"] < run["loss_first_quarter"])
+        assert 0 < run["loss_last_quarter"] < float("inf") and 0 < run["loss_first_quarter"] < float("inf")
     # the heaviest combination of each detector: every freebie of Tables 2 and 3
     assert runs["yolov3"]["combo"] == "bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5"
     assert runs["frcnn_r50"]["combo"] == "cosine_smooth_mix-fixed-unweighted-scale0.5"

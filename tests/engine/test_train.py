@@ -242,6 +242,10 @@ def test_mixup_loss_scale_multiplies_the_whole_loss_while_mixing(tiny_config, tm
     trained = [name for name, value in halved.items() if value.is_floating_point() and "running" not in name]
     assert all(torch.allclose(halved[n], unscaled_half_lr[n], rtol=1e-5, atol=1e-7) for n in trained)
     assert not all(torch.allclose(halved[n], unscaled[n], rtol=1e-5, atol=1e-7) for n in trained)
+    # in the epochs without mixup (here the only one) the loss is not scaled
+    off = ("optim.lr=0.004", "tricks.mixup.off_last_epochs=1")
+    not_mixing_scaled, not_mixing = weights("off_scaled", *off, "tricks.mixup.loss_scale=0.5"), weights("off", *off)
+    assert all(torch.equal(not_mixing_scaled[n], not_mixing[n]) for n in trained)
 
 
 def test_a_retrained_backbone_at_the_same_path_starts_the_run_over(tiny_synth, tiny_config, tmp_path, capsys):
