@@ -82,7 +82,8 @@ def load_preset(path: str | Path, raw: dict | None = None, *, default_tables: st
     unknown = [name for name in raw["tables"] if name not in all_tables]
     if unknown:
         raise ConfigError(f"{path}: tables {unknown} are not defined in {tables_path}")
-    preset = Preset(path, raw, {name: all_tables[name] for name in raw["tables"]})
+    preset = Preset(path, raw, {name: _leave_out(path, name, all_tables[name], raw) for name in raw["tables"]})
+    figure_detector(preset)
     for name, table in preset.tables.items():
         for detector in table_detectors(table):
             if detector not in raw["detectors"]:
@@ -94,6 +95,33 @@ def load_preset(path: str | Path, raw: dict | None = None, *, default_tables: st
     for backbone in preset.raw["pretrain"]:
         pretraining_resources(preset, backbone)
     return preset
+
+
+def _leave_out(path: Path, name: str, table: dict, raw: dict) -> dict:
+    """``table`` without the rows the preset's ``leave_out`` names for it (a budget decision the
+    preset states; REPORT.md lists what was left out)."""
+    names = raw.get("leave_out", {}).get(name, [])
+    unknown = [row for row in names if row not in [r["name"] for r in table["rows"]]]
+    if unknown:
+        raise ConfigError(f"{path}: leave_out names rows {unknown} that {name} does not have")
+    if not names:
+        return table
+    return {**table, "rows": [row for row in table["rows"] if row["name"] not in names]}
+
+
+def left_out(preset: Preset) -> dict[str, list[str]]:
+    """The rows of the preset's tables that it leaves out, by table."""
+    return {name: rows for name, rows in preset.raw.get("leave_out", {}).items() if name in preset.tables and rows}
+
+
+def figure_detector(preset: Preset) -> str | None:
+    """The detector of Figures 5-7: the preset's ``figures.detector``, else YOLOv3 (the paper's
+    choice) when the preset defines it."""
+    detectors = preset.raw["detectors"]
+    name = preset.raw.get("figures", {}).get("detector", "yolov3" if "yolov3" in detectors else None)
+    if name is not None and name not in detectors:
+        raise ConfigError(f"{preset.path}: figures.detector '{name}' is not one of the preset's detectors")
+    return None if name is None else canonical(preset, name)
 
 
 def table_detectors(table: dict) -> list[str]:
@@ -222,55 +250,68 @@ def table_cells(preset: Preset, name: str) -> list[list[Cell]]:
 
 def figure_cells(preset: Preset) -> dict[str, tuple[Cell, ...]]:
     """The runs each model-based figure compares, chosen from the preset's tables when they
-    hold them (Figure 5: Table 1's baseline and Beta(1.5, 1.5) rows, "identical settings
-    except mixup"; Figure 6b: Table 2's step and cosine rows; Figures 7-9: Table 4's
-    freebies), otherwise the minimal pair on the YOLOv3 baseline."""
-    detectors = preset.raw["detectors"]
+    hold them (Figure 5: two rows with identical settings except mixup, Table 1's baseline and
+    Beta(1.5, 1.5) rows for YOLOv3, Table 3's last two for Faster R-CNN; Figure 6b: the step and
+    cosine rows of Table 2 or 3; Figures 7-9: Table 4's freebies), otherwise the minimal pair on
+    the figure detector's baseline (``figure_detector``)."""
     figures: dict[str, tuple[Cell, ...]] = {}
-    if "yolov3" in detectors:
-        baseline = cell(preset, "yolov3", {}, False)
-        if "table1" in preset.tables:
-            rows = preset.tables["table1"]["rows"]
-            figures["figure5"] = tuple(cell(preset, "yolov3", row["tricks"], False) for row in (rows[0], rows[-1]))
-        else:
-            figures["figure5"] = (
-                baseline,
-                cell(preset, "yolov3", {"mixup": {"mode": "beta", "alpha": 1.5, "beta": 1.5}}, False),
-            )
-        if "table2" in preset.tables:
-            rows = {row["name"]: row for row in preset.tables["table2"]["rows"]}
-            figures["figure6"] = tuple(
-                cell(preset, "yolov3", rows[name]["tricks"], False)
-                for name in ("+ random training shapes", "+ cosine lr schedule")
-            )
-        else:
-            figures["figure6"] = (baseline, cell(preset, "yolov3", {"lr_schedule": "cosine"}, False))
-    for name, detector in (("figure8", "yolov3"), ("figure9", "frcnn_r50")):
+    detector = figure_detector(preset)
+    if detector is not None:
+        figures.update(_figures_5_and_6(preset, detector))
+    for name, of in (("figure8", "yolov3"), ("figure9", "frcnn_r50")):
         if "table4" in preset.tables:
-            row = next((r for r in preset.tables["table4"]["rows"] if r["detector"] == detector), None)
+            row = next((r for r in preset.tables["table4"]["rows"] if r["detector"] == of), None)
             if row is not None:
                 figures[name] = (
-                    cell(
-                        preset,
-                        detector,
-                        row["baseline"].get("tricks", {}),
-                        row["baseline"].get("pretrain_mixup", False),
-                    ),
-                    cell(preset, detector, row["bof"].get("tricks", {}), row["bof"].get("pretrain_mixup", False)),
+                    cell(preset, of, row["baseline"].get("tricks", {}), row["baseline"].get("pretrain_mixup", False)),
+                    cell(preset, of, row["bof"].get("tricks", {}), row["bof"].get("pretrain_mixup", False)),
                 )
                 continue
-        table = {"yolov3": "table2", "frcnn_r50": "table3"}[detector]
+        table = {"yolov3": "table2", "frcnn_r50": "table3"}[of]
         if table in preset.tables:
             rows = {row["name"]: row for row in preset.tables[table]["rows"]}
             figures[name] = (
-                cell(preset, detector, rows["baseline"]["tricks"], False),
-                cell(preset, detector, preset.tables[table]["rows"][-1]["tricks"], False),
+                cell(preset, of, rows["baseline"]["tricks"], False),
+                cell(preset, of, preset.tables[table]["rows"][-1]["tricks"], False),
             )
-    if "figure8" in figures:
-        figures["figure7"] = (figures["figure8"][1],)
+    bof_figure = {"yolov3": "figure8", "frcnn_r50": "figure9"}.get(detector)
+    if bof_figure in figures:
+        figures["figure7"] = (figures[bof_figure][1],)
     pairs = [cell for name in ("figure8", "figure9") if name in figures for cell in figures[name]]
     if pairs:
         figures["figure1"] = tuple(pairs)  # baseline, freebies of each detector: their throughput
+    return figures
+
+
+# the mixup of the minimal Figure 5 pair: Table 1's best row for YOLOv3, GluonCV's for Faster R-CNN
+FIGURE5_MIXUP = {
+    "yolov3": {"mode": "beta", "alpha": 1.5, "beta": 1.5},
+    "faster_rcnn": {"mode": "fixed", "weighted": False, "loss_scale": 0.5},
+}
+
+
+def _figures_5_and_6(preset: Preset, detector: str) -> dict[str, tuple[Cell, ...]]:
+    yolo = detector == "yolov3"
+    figures = {
+        "figure5": (
+            cell(preset, detector, {}, False),
+            cell(preset, detector, {"mixup": FIGURE5_MIXUP["yolov3" if yolo else "faster_rcnn"]}, False),
+        ),
+        "figure6": (cell(preset, detector, {}, False), cell(preset, detector, {"lr_schedule": "cosine"}, False)),
+    }
+    table1, stacked = ("table1", "table2") if yolo else (None, "table3")
+    if table1 in preset.tables:
+        rows = preset.tables[table1]["rows"]
+        figures["figure5"] = tuple(cell(preset, detector, row["tricks"], False) for row in (rows[0], rows[-1]))
+    if stacked in preset.tables:
+        rows = preset.tables[stacked]["rows"]
+        if table1 is None:  # Table 3's last two rows differ only by mixup
+            figures["figure5"] = tuple(cell(preset, detector, row["tricks"], False) for row in rows[-2:])
+        named = {row["name"]: row for row in rows}
+        step = "+ random training shapes" if yolo else "baseline"
+        figures["figure6"] = tuple(
+            cell(preset, detector, named[name]["tricks"], False) for name in (step, "+ cosine lr schedule")
+        )
     return figures
 
 

@@ -4,7 +4,7 @@
 
 2-3: classification vs geometry-preserving detection mixup on two training images.
 4: mixing-ratio densities.  5: the "elephant in the room" slide (from figure5.json).
-6: (a) cosine vs step schedules of the preset's YOLOv3 settings, (b) their validation curves.
+6: (a) cosine vs step schedules of the figure detector's settings, (b) their validation curves.
 7: example detections (from figure7.json).  8-9: per-category AP gain of the freebies over
 the baseline, YOLOv3 and Faster R-CNN (red: gain, blue: drop, as in the paper).
 """
@@ -105,7 +105,8 @@ def _curve(path: Path) -> tuple[list[int], list[float]]:
 
 
 def figure6(preset: Preset, folder: Path, train_images: int) -> list[Path]:
-    spec = preset.raw["detectors"]["yolov3"]["optim"]
+    step, cosine = figure_cells(preset)["figure6"]
+    spec = preset.raw["detectors"][step.detector]["optim"]
     iters = max(1, train_images // spec.get("batch_size", 16))
     paths = [
         figure_lr_schedules(
@@ -117,7 +118,6 @@ def figure6(preset: Preset, folder: Path, train_images: int) -> list[Path]:
             step_epochs=spec.get("step_epochs", ()),
         )
     ]
-    step, cosine = figure_cells(preset)["figure6"]
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for cell, label in ((step, "step"), (cosine, "cosine")):
         curves = [
@@ -137,7 +137,7 @@ def figure6(preset: Preset, folder: Path, train_images: int) -> list[Path]:
     return paths
 
 
-def figure7(data_path: Path, folder: Path) -> Path:
+def figure7(data_path: Path, folder: Path, detector: str = "YOLOv3") -> Path:
     data = json.loads(data_path.read_text())
     images = data["images"]
     figure, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.4), squeeze=False)
@@ -149,7 +149,7 @@ def figure7(data_path: Path, folder: Path) -> Path:
             data["classes"],
             f"test image {shown['image_id']}",
         )
-    figure.suptitle(f"Detections of the freebies-trained YOLOv3 (score >= {data['score_threshold']})", fontsize=10)
+    figure.suptitle(f"Detections of the freebies-trained {detector} (score >= {data['score_threshold']})", fontsize=10)
     return save_figure(figure, folder / "figure7.png")
 
 

@@ -9,9 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 from bof.io import atomic_write_json, atomic_write_text
-from bof.pipeline.matrix import Preset, figure_cells, jobs, run_dir
+from bof.pipeline.matrix import Preset, figure_cells, figure_detector, jobs, left_out, run_dir
 from bof.report import figures
-from bof.report.summary import convergence_markdown, counts, reproduction_frame, summary_markdown
+from bof.report.summary import convergence_markdown, counts, left_out_markdown, reproduction_frame, summary_markdown
 from bof.report.tables import table_frame, write_table
 
 log = logging.getLogger("bof.report")
@@ -21,13 +21,16 @@ CAPTIONS = {
     "figure2": "Figure 2. Mixup as image classification uses it (0.1 : 0.9, both images resized).",
     "figure3": "Figure 3. Geometry-preserving detection mixup: both images keep their geometry, boxes keep their weights.",
     "figure4": "Figure 4. Mixing-ratio distributions; red is classification's Beta(0.2, 0.2).",
-    "figure5": "Figure 5. The elephant in the room: baseline (top) and mixup-trained (middle) YOLOv3 while an object of an absent class slides across the image; bottom: mean score of the original objects.",
-    "figure6a": "Figure 6a. Cosine and step learning-rate schedules with warmup (this preset's YOLOv3 settings).",
+    "figure5": "Figure 5. The elephant in the room: baseline (top) and mixup-trained (middle) {detector} while an object of an absent class slides across the image; bottom: mean score of the original objects.",
+    "figure6a": "Figure 6a. Cosine and step learning-rate schedules with warmup (this preset's {detector} settings).",
     "figure6b": "Figure 6b. Validation mAP during training, step vs cosine schedule.",
-    "figure7": "Figure 7. Example detections of the freebies-trained YOLOv3.",
+    "figure7": "Figure 7. Example detections of the freebies-trained {detector}.",
     "figure8": "Figure 8. Per-category AP gain of all freebies over the baseline, YOLOv3 (red: gain, blue: drop).",
     "figure9": "Figure 9. Per-category AP gain of all freebies over the baseline, Faster R-CNN (red: gain, blue: drop).",
 }
+
+
+DETECTOR_LABELS = {"yolov3": "YOLOv3", "frcnn_r50": "Faster R-CNN", "frcnn_r101": "Faster R-CNN R101"}
 
 
 def _attempt(name: str, make, missing: list[str]) -> list[Path]:
@@ -66,6 +69,7 @@ def make_report(preset: Preset) -> Path:
     check = results / "data" / "check_train.json"
     train_images = json.loads(check.read_text())["images"] if check.exists() else 1
     available = figure_cells(preset)
+    label = DETECTOR_LABELS.get(figure_detector(preset) or "yolov3", "YOLOv3")
     data = results / "figure_data"
     made = []
     if "figure1" in available:
@@ -76,7 +80,7 @@ def make_report(preset: Preset) -> Path:
     if "figure6" in available:
         made += _attempt("figure 6", lambda: figures.figure6(preset, figures_folder, train_images), missing)
     if "figure7" in available:
-        made += _attempt("figure 7", lambda: figures.figure7(data / "figure7.json", figures_folder), missing)
+        made += _attempt("figure 7", lambda: figures.figure7(data / "figure7.json", figures_folder, label), missing)
     for name in ("figure8", "figure9"):
         if name in available:
             made += _attempt(name, lambda name=name: figures.figure_categories(preset, name, figures_folder), missing)
@@ -101,6 +105,8 @@ def make_report(preset: Preset) -> Path:
         "",
     ]
     lines += [summary_markdown(preset), "", convergence_markdown(preset), ""]
+    if left_out(preset):
+        lines += [left_out_markdown(preset), ""]
     if missing:
         lines += ["**Missing inputs** (these parts are left out):", "", *[f"- {m}" for m in missing], ""]
     for paths in table_paths.values():
@@ -110,7 +116,8 @@ def make_report(preset: Preset) -> Path:
             "",
         ]
     for path in made:
-        lines += [f"![{path.stem}]({path.relative_to(results)})", "", CAPTIONS.get(path.stem, path.stem), ""]
+        caption = CAPTIONS.get(path.stem, path.stem).replace("{detector}", label)
+        lines += [f"![{path.stem}]({path.relative_to(results)})", "", caption, ""]
         if path.stem == "figure5":
             lines += [figures.figure5_summary(data / "figure5.json"), ""]
     report = results / "REPORT.md"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bof.pipeline.matrix import Job, Preset, run_dir
+from bof.pipeline.matrix import Job, Preset, left_out, run_dir
 from bof.report.tables import table_frame, table_rows
 
 # A baseline counts as converged when its validation mAP gained less than this many points over
@@ -171,3 +171,9 @@ def convergence_markdown(preset: Preset) -> str:
         state = "flat" if row.flat else ("still rising" if row.gain is not None else "too few validations")
         lines.append(f"| {row.run} | {row.seeds} | {row.final:.2f} | {gain} | {state} |")
     return "\n".join(lines) + "\n"
+
+
+def left_out_markdown(preset: Preset) -> str:
+    """The table rows the preset does not run (``leave_out``), so that a missing row is a stated choice."""
+    rows = "; ".join(f"{name}: {', '.join(names)}" for name, names in left_out(preset).items())
+    return f"**Left out by the preset** ({preset.path.name} says why): {rows}."

@@ -38,6 +38,7 @@ def test_shared_combinations_train_once():
     # all six tables, as `--config 'tables=[table1,...,table6]'` asks of the mini preset
     raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
     raw["tables"] = [f"table{n}" for n in range(1, 7)]
+    raw.pop("leave_out")  # and Table 4's YOLOv3 row, which the default job leaves out
     preset = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
     t1, t2, t4, t5 = (matrix.table_cells(preset, name) for name in ("table1", "table2", "table4", "table5"))
     assert t1[0][0] == t2[3][0]  # Table 1's baseline (the 81.5 model: SyncBN, random shapes) is a Table 2 row
@@ -48,29 +49,63 @@ def test_shared_combinations_train_once():
     assert len(matrix.jobs(preset)) == 19 * 3 and len(matrix.pretrain_jobs(preset)) == 4  # 19 combinations, 3 seeds
 
 
-def test_the_default_mini_job_trains_faster_rcnns_tables_and_the_figures_yolov3_cells():
+def test_the_default_mini_job_trains_faster_rcnns_tables_and_figures_only():
     preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
     assert list(preset.tables) == ["table3", "table4", "table6"]
+    assert [row["detector"] for row in preset.tables["table4"]["rows"]] == ["frcnn_r50", "frcnn_r101"]
+    assert matrix.left_out(preset) == {"table4": ["YOLOv3"]}
     combos = {(job.detector, job.combo) for job in matrix.jobs(preset)}
-    frcnn = {combo for detector, combo in combos if detector == "frcnn_r50"}
     # Table 3's five rows and Table 6's two cells on the mixup-pretrained backbone (Table 4's share them)
-    assert frcnn == {
-        "noaug",
-        "baseline",
-        "cosine",
-        "cosine_smooth",
-        "cosine_smooth_mix-fixed-unweighted-scale0.5",
-        "cosine_smooth_premix",
-        "cosine_smooth_mix-fixed-unweighted-scale0.5_premix",
+    assert combos == {
+        ("frcnn_r50", combo)
+        for combo in (
+            "noaug",
+            "baseline",
+            "cosine",
+            "cosine_smooth",
+            "cosine_smooth_mix-fixed-unweighted-scale0.5",
+            "cosine_smooth_premix",
+            "cosine_smooth_mix-fixed-unweighted-scale0.5_premix",
+        )
     }
-    # YOLOv3: Table 4's pair, and Figure 5's mixup and Figure 6b's cosine runs
-    assert {combo for detector, combo in combos if detector == "yolov3"} == {
-        "baseline",
-        "bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix",
-        "mix-beta1.5-1.5",
-        "cosine",
-    }
-    assert len(matrix.jobs(preset)) == 11 * 3 and len(matrix.pretrain_jobs(preset)) == 4
+    assert len(matrix.jobs(preset)) == 7 * 3 and matrix.pretrain_jobs(preset) == [
+        ("small_resnet", False),
+        ("small_resnet", True),
+    ]
+    # Figures 5-7 on Faster R-CNN: Figure 5 compares Table 3's last two rows (identical but for
+    # mixup), Figure 6b its step baseline and cosine row, Figure 7 shows Table 4's freebies model
+    figures = {name: [c.combo for c in cells] for name, cells in matrix.figure_cells(preset).items()}
+    assert figures["figure5"] == ["cosine_smooth", "cosine_smooth_mix-fixed-unweighted-scale0.5"]
+    assert figures["figure6"] == ["baseline", "cosine"]
+    assert figures["figure7"] == ["cosine_smooth_mix-fixed-unweighted-scale0.5_premix"]
+    assert "figure8" not in figures
+    assert matrix.report_figures(preset) == [
+        "figure1", "figure2", "figure3", "figure4", "figure5", "figure6a", "figure6b", "figure7", "figure9"
+    ]  # fmt: skip
+
+
+def test_leave_out_must_name_rows_the_table_has(tmp_path):
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw["leave_out"] = {"table4": ["YOLOv4"]}
+    (tmp_path / "tables.yaml").write_text((ROOT / "config" / "tables.yaml").read_text())
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"bad.yaml: leave_out names rows \['YOLOv4'\] that table4 does not have"):
+        matrix.load_preset(path)
+
+
+def test_figure_detector_must_be_a_preset_detector(tmp_path):
+    raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    raw["tables"] = ["table1"]  # YOLOv3 only
+    raw["detectors"] = {"yolov3": raw["detectors"]["yolov3"]}
+    raw["figures"]["detector"] = "frcnn_r50"
+    (tmp_path / "tables.yaml").write_text((ROOT / "config" / "tables.yaml").read_text())
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(
+        ConfigError, match=r"bad.yaml: figures.detector 'frcnn_r50' is not one of the preset's detectors"
+    ):
+        matrix.load_preset(path)
 
 
 def test_combo_names_are_canonical():

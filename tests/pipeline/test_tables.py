@@ -121,3 +121,22 @@ def test_baselines_are_flat_when_every_seed_gained_under_a_point_in_the_last_qua
     text = convergence_markdown(preset)
     assert "| 3 | 30.47 | +0.47 (+0.90) | flat |" in text and "| +0.53 (+1.10) | still rising |" in text
     assert "0 | — | — | not run |" in text  # Table 4's Faster R-CNN baselines have no runs
+
+
+def test_a_faster_rcnn_figure_detector_draws_figure_6_and_reports_the_rows_left_out(tmp_path):
+    """The default mini job: no YOLOv3 (Table 4's row left out), Figures 5-7 on Faster R-CNN."""
+    from bof.report import figures
+    from bof.report.summary import left_out_markdown
+
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw["results"] = str(tmp_path / "results")
+    del raw["detectors"]["yolov3"]  # nothing of the default job may need it
+    preset = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
+    step, cosine = matrix.figure_cells(preset)["figure6"]
+    assert (step.combo, cosine.combo) == ("baseline", "cosine")
+    for cell in (step, cosine):
+        for seed in preset.seeds:
+            write_curve(preset, cell, seed, [0.5, 0.6, 0.65, 0.66], [6, 12, 18, 24])
+    paths = figures.figure6(preset, tmp_path / "figures", train_images=300)
+    assert [p.name for p in paths] == ["figure6a.png", "figure6b.png"] and all(p.stat().st_size > 0 for p in paths)
+    assert left_out_markdown(preset) == "**Left out by the preset** (mini.yaml says why): table4: YOLOv3."
