@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
+import numpy as np
 import torch
 
 from bof.errors import ConfigError
@@ -35,16 +37,23 @@ def mix_detection(
     Returns ``(image [3, max(Ha, Hb), max(Wa, Wb)] uint8, boxes [Na + Nb, 4], labels [Na + Nb],
     weights [Na + Nb])``: pixels ``lam * a + (1 - lam) * b`` rounded to nearest, canvas
     that neither image covers is zero, boxes unchanged (no image moves or scales),
-    weights ``lam`` for a's boxes and ``1 - lam`` for b's.
+    weights ``lam`` for a's boxes and ``1 - lam`` for b's. The image is channels-last.
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must be in [0, 1], got {lam}")
-    height = max(img_a.shape[-2], img_b.shape[-2])
-    width = max(img_a.shape[-1], img_b.shape[-1])
-    canvas = torch.zeros((3, height, width), dtype=torch.float32)
-    canvas[:, : img_a.shape[-2], : img_a.shape[-1]] += img_a.float() * lam
-    canvas[:, : img_b.shape[-2], : img_b.shape[-1]] += img_b.float() * (1.0 - lam)
-    image = canvas.round_().clamp_(0, 255).to(torch.uint8)
+    # OpenCV on the HWC views (no copy for channels-last images, as decoded): one rounded pass
+    # where both images lie, a scaled copy where only one does, zeros elsewhere
+    a, b = (np.ascontiguousarray(image.permute(1, 2, 0).numpy()) for image in (img_a, img_b))
+    both_h, both_w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    canvas = np.zeros((max(a.shape[0], b.shape[0]), max(a.shape[1], b.shape[1]), 3), dtype=np.uint8)
+    canvas[:both_h, :both_w] = cv2.addWeighted(a[:both_h, :both_w], lam, b[:both_h, :both_w], 1.0 - lam, 0.0)
+    for alone, weight in ((a, lam), (b, 1.0 - lam)):
+        height, width = alone.shape[:2]
+        if height > both_h:
+            canvas[both_h:height, :width] = cv2.convertScaleAbs(alone[both_h:height, :width], alpha=weight)
+        if width > both_w:
+            canvas[:both_h, both_w:width] = cv2.convertScaleAbs(alone[:both_h, both_w:width], alpha=weight)
+    image = torch.from_numpy(canvas).permute(2, 0, 1)
     boxes = torch.cat([boxes_a.float(), boxes_b.float()])
     labels = torch.cat([labels_a, labels_b])
     weights = torch.cat([torch.full((len(boxes_a),), lam), torch.full((len(boxes_b),), 1.0 - lam)])

@@ -19,7 +19,8 @@ The semantics are those of the authors' GluonCV ``random_color_distort``
 Why a kernel of our own: torchvision's ``RandomPhotometricDistort`` has multiplicative
 brightness, an HSV hue shift, a channel shuffle and clips after every op, which are
 different semantics. Because each step above is an affine map of the RGB vector, the whole
-distortion composes into one 3x3 matrix and one offset, applied in a single pass.
+distortion composes into one 3x3 matrix and one offset, applied in a single pass by OpenCV's
+``cv2.transform`` (GluonCV's own image operators are OpenCV's).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 
 from bof.tricks.random import bernoulli, uniform
@@ -112,11 +115,16 @@ def color_transform(params: PhotometricParams) -> tuple[torch.Tensor, torch.Tens
 
 
 def apply_color_transform(image: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """``clip(round(matrix @ pixel + offset))`` for a uint8 image [3, H, W] (halves round up)."""
-    height, width = image.shape[-2:]
-    pixels = image.reshape(3, -1).float()
-    out = torch.addmm((offset + 0.5).float()[:, None], matrix.float(), pixels)
-    return out.clamp_(0, 255).to(torch.uint8).reshape(3, height, width)  # truncation of x + 0.5
+    """``clip(round(matrix @ pixel + offset))`` for a uint8 image [3, H, W], by OpenCV's
+    ``cv2.transform`` on the pixels' HWC view (no copy for a channels-last image, as decoded).
+
+    OpenCV's uint8 kernel is fixed-point: a pixel can land one level from the exactly rounded
+    value (tests/tricks/test_augmentation.py holds it to that); it is ~10x faster than the
+    float matrix product in torch. The result is channels-last.
+    """
+    pixels = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+    affine = torch.cat([matrix, offset[:, None]], dim=1).numpy().astype(np.float32)
+    return torch.from_numpy(cv2.transform(pixels, affine)).permute(2, 0, 1)
 
 
 def photometric_distort(image: torch.Tensor, params: PhotometricParams) -> torch.Tensor:

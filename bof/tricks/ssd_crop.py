@@ -178,14 +178,43 @@ def expand_crop_resize(
     x1, y1 = min(crop.left + crop.width, placement.left + width), min(crop.top + crop.height, placement.top + height)
     part = image[:, y0 - placement.top : y1 - placement.top, x0 - placement.left : x1 - placement.left]
     if (x0, y0, x1, y1) == (crop.left, crop.top, crop.left + crop.width, crop.top + crop.height):
-        return F.resize(part, [out_h, out_w], interpolation=interpolation, antialias=antialias)
-    out = torch.empty((3, out_h, out_w), dtype=image.dtype)
+        return resize(part, (out_h, out_w), interpolation=interpolation, antialias=antialias)
+    out = torch.empty((out_h, out_w, 3), dtype=image.dtype).permute(2, 0, 1)  # channels-last
     out[:] = torch.tensor(fill, dtype=torch.float32).round().to(image.dtype)[:, None, None]
     scale_x, scale_y = out_w / crop.width, out_h / crop.height
     left, right = round((x0 - crop.left) * scale_x), round((x1 - crop.left) * scale_x)
     top, bottom = round((y0 - crop.top) * scale_y), round((y1 - crop.top) * scale_y)
     if x1 > x0 and y1 > y0 and right > left and bottom > top:
-        out[:, top:bottom, left:right] = F.resize(
-            part, [bottom - top, right - left], interpolation=interpolation, antialias=antialias
+        out[:, top:bottom, left:right] = resize(
+            part, (bottom - top, right - left), interpolation=interpolation, antialias=antialias
         )
     return out
+
+
+def _nearest_index(size_in: int, size_out: int) -> torch.Tensor:
+    """torch's "nearest" source index, ``floor(i * (in / out))`` in float32, as its kernel computes it."""
+    scale = torch.tensor(size_in / size_out, dtype=torch.float32)
+    return (torch.arange(size_out, dtype=torch.float32) * scale).floor_().long().clamp_(max=size_in - 1)
+
+
+def resize(
+    image: torch.Tensor,
+    size: tuple[int, int],
+    *,
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+    antialias: bool = True,
+) -> torch.Tensor:
+    """``F.resize`` of a uint8 image [3, H, W] to ``size``, computed in channels-last memory.
+
+    The same pixels as ``F.resize`` on any layout (tested); only the speed differs: torch's
+    uint8 bilinear and bicubic kernels run about twice as fast on channels-last input, which is
+    what the JPEG decoder produces, while its nearest kernel is slower there, so nearest is an
+    index gather of rows and columns instead. The result is channels-last.
+    """
+    height, width = size
+    if image.stride(0) != 1:
+        image = image.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    if interpolation == InterpolationMode.NEAREST:
+        rows = image.permute(1, 2, 0).index_select(0, _nearest_index(image.shape[1], height))
+        return rows.index_select(1, _nearest_index(image.shape[2], width)).permute(2, 0, 1)
+    return F.resize(image, [height, width], interpolation=interpolation, antialias=antialias)
