@@ -14,6 +14,9 @@ from bof import __version__
 
 
 def git_state(folder: Path | None = None) -> dict:
+    """The commit of ``folder``'s checkout and whether a tracked file differs from it. Untracked
+    files do not count: the pipeline's own outputs (results/, data/, dvc.lock) are untracked while
+    it runs, and they made every run of a clean clone "dirty"."""
     folder = folder or Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -21,7 +24,12 @@ def git_state(folder: Path | None = None) -> dict:
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain"], cwd=folder, capture_output=True, text=True, check=True, timeout=10
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
             ).stdout.strip()
         )
     except (OSError, subprocess.SubprocessError):

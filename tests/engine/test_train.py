@@ -272,3 +272,21 @@ def test_a_retrained_backbone_at_the_same_path_starts_the_run_over(tiny_synth, t
     assert load_checkpoint(stale)["pretrained_sha256"] == first
     now = json.loads((tmp_path / "run" / "run.json").read_text())["pretrained_sha256"]
     assert now != first and now == load_checkpoint(tmp_path / "run" / "checkpoint.pt")["pretrained_sha256"]
+
+
+def test_git_state_is_dirty_only_when_a_tracked_file_changed(tmp_path):
+    from bof.engine.provenance import git_state
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "run.json").write_text("{}")  # the pipeline's own untracked outputs
+    state = git_state(tmp_path)
+    assert len(state["commit"]) == 40 and state["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path)["dirty"] is True
