@@ -64,6 +64,9 @@ def figures_2_to_4(preset: Preset, folder: Path) -> list[Path]:
     return paths
 
 
+DETECTOR_LABELS = {"yolov3": "YOLOv3", "frcnn_r50": "Faster R-CNN", "frcnn_r101": "Faster R-CNN R101"}
+
+
 def figure5(data_path: Path, folder: Path) -> Path:
     data = json.loads(data_path.read_text())
     room = load_image(Path(data["room"]["path"]))
@@ -175,7 +178,7 @@ def figure_categories(preset: Preset, name: str, folder: Path) -> Path:
     axis.bar(range(len(ordered)), values, color=["#d62728" if v >= 0 else "#1f77b4" for v in values])
     axis.set_xticks(range(len(ordered)), ordered, rotation=70, fontsize=7)
     axis.axhline(0, color="black", linewidth=0.8)
-    detector = "YOLOv3" if bof.detector == "yolov3" else "Faster R-CNN"
+    detector = DETECTOR_LABELS[bof.detector]
     axis.set_ylabel(f"AP gain ({'COCO AP' if metric == 'coco' else 'VOC07 AP@0.5'}, points)")
     axis.set_title(f"{detector}: per-category gain of the freebies over the baseline", fontsize=9)
     return save_figure(figure, folder / f"{name}.png")

@@ -30,9 +30,6 @@ CAPTIONS = {
 }
 
 
-DETECTOR_LABELS = {"yolov3": "YOLOv3", "frcnn_r50": "Faster R-CNN", "frcnn_r101": "Faster R-CNN R101"}
-
-
 def _attempt(name: str, make, missing: list[str]) -> list[Path]:
     """Draw one figure; a figure whose inputs are missing is listed, not fatal."""
     try:
@@ -69,7 +66,7 @@ def make_report(preset: Preset) -> Path:
     check = results / "data" / "check_train.json"
     train_images = json.loads(check.read_text())["images"] if check.exists() else 1
     available = figure_cells(preset)
-    label = DETECTOR_LABELS.get(figure_detector(preset) or "yolov3", "YOLOv3")
+    label = figures.DETECTOR_LABELS[figure_detector(preset) or "yolov3"]
     data = results / "figure_data"
     made = []
     if "figure1" in available:

@@ -212,9 +212,9 @@ def resize(
     index gather of rows and columns instead. The result is channels-last.
     """
     height, width = size
-    if image.stride(0) != 1:
-        image = image.permute(1, 2, 0).contiguous().permute(2, 0, 1)
-    if interpolation == InterpolationMode.NEAREST:
+    if interpolation == InterpolationMode.NEAREST:  # a gather: any layout in, channels-last out
         rows = image.permute(1, 2, 0).index_select(0, _nearest_index(image.shape[1], height))
         return rows.index_select(1, _nearest_index(image.shape[2], width)).permute(2, 0, 1)
+    if image.stride(0) != 1:
+        image = image.permute(1, 2, 0).contiguous().permute(2, 0, 1)
     return F.resize(image, [height, width], interpolation=interpolation, antialias=antialias)
