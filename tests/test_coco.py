@@ -12,8 +12,10 @@ from conftest import write_jpeg
 from pycocotools.coco import COCO
 
 from bof.cli import main
+from bof.config import DataConfig
 from bof.data import CocoDetection, VOCDetection, detection_to_coco
 from bof.data.coco import coco_image_ids
+from bof.engine.build import open_split
 from bof.errors import DatasetError
 
 
@@ -96,6 +98,22 @@ def test_training_view_drops_crowd_regions_and_empty_images(tmp_path):
     assert [s.image_id for s in training.samples] == [1]  # image 2 held only a crowd region
     assert training.samples[0].difficult.tolist() == [False]
     assert training.samples[0].boxes_xyxy.tolist() == everything.samples[0].boxes_xyxy[1:].tolist()
+
+
+def test_a_coco_training_config_trains_without_crowd_and_evaluates_with_it(tmp_path):
+    """The wiring the trainer uses (``open_split``), not the dataset flags by hand: GluonCV's
+    training view (no crowd, no empty image), and every image and crowd region for evaluation."""
+    data = _small_coco(tmp_path)
+    data["annotations"][0]["iscrowd"] = 1
+    data["annotations"][2]["iscrowd"] = 1
+    path = str(_dump(tmp_path, data))
+    config = DataConfig(format="coco", root=str(tmp_path), train=(path,), val=(path,))
+    train, val = open_split(config, "train"), open_split(config, "val")
+    assert [s.image_id for s in train.samples] == [1]
+    assert train.samples[0].difficult.tolist() == [False]
+    assert train.samples[0].labels.tolist() == [train.classes.index("dog")]
+    assert [s.image_id for s in val.samples] == [1, 2]
+    assert [s.difficult.tolist() for s in val.samples] == [[True, False], [True]]
 
 
 # --- bad COCO input ---

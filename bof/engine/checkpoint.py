@@ -64,3 +64,34 @@ def start_over(path: Path, reason: str, context: distributed.Context) -> None:
         kept = set_aside(path)
         print(f"starting {path.parent} over ({reason}); the old checkpoint is kept as {kept.name}")
     distributed.barrier(context)
+
+
+def rng_states(context: distributed.Context) -> list[dict]:
+    """Every process's random state, in rank order, gathered on every process (all must call it).
+
+    Faster R-CNN's samplers draw from the global generators: the CPU one, and on a GPU the
+    device's (``torch.randperm(..., device=cuda)``); each rank draws for its own images, so an
+    exact resume needs each rank's own state back."""
+    state = {"cpu": torch.get_rng_state()}
+    if context.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(context.device)
+    return distributed.gather_objects(context, [state])
+
+
+def restore_rng(saved: dict, context: distributed.Context) -> None:
+    """Put back this rank's random state from a checkpoint of ``rng_states`` (or the CPU state
+    alone, as checkpoints before it held). Resuming on another number of processes cannot be
+    exact; the ranks then take rank 0's state and a note says so."""
+    states = saved.get("rng")
+    if states is None:
+        torch.set_rng_state(saved["torch_rng"])
+        return
+    if len(states) != context.world_size and context.is_main:
+        print(
+            f"note: the checkpoint was written by {len(states)} processes, this run has {context.world_size}:"
+            " the resumed run draws other random numbers than an uninterrupted one"
+        )
+    state = states[context.rank] if len(states) == context.world_size else states[0]
+    torch.set_rng_state(state["cpu"])
+    if context.device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], context.device)

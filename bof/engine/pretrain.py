@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from bof.config import to_dict
 from bof.engine import distributed
-from bof.engine.checkpoint import load_checkpoint, save_checkpoint, start_over
+from bof.engine.checkpoint import load_checkpoint, restore_rng, rng_states, save_checkpoint, start_over
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json
@@ -203,7 +203,7 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
-        torch.set_rng_state(saved["torch_rng"])  # the crops of `workers: 0` draw from it
+        restore_rng(saved, context)  # the crops of `workers: 0` draw from it
         state = saved["state"]
     wall_started = time.time()
     for epoch in range(state["epoch"], config.epochs):
@@ -251,6 +251,7 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
         state["train_seconds"] += time.perf_counter() - started
         state["top1"].append({"epoch": epoch + 1, "top1": accuracy(model, val_loader, context)})
         state["epoch"] = epoch + 1
+        rng = rng_states(context)  # every rank's, gathered by all of them
         if context.is_main:
             save_checkpoint(
                 {
@@ -259,7 +260,7 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
+                    "rng": rng,
                     "state": state,
                 },
                 checkpoint_path,

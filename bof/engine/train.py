@@ -37,7 +37,14 @@ from bof.data.detection import collate_detection
 from bof.data.training import KeyedBatchSampler
 from bof.engine import distributed
 from bof.engine.build import open_split, size_schedule, training_set
-from bof.engine.checkpoint import file_sha256, load_checkpoint, save_checkpoint, start_over
+from bof.engine.checkpoint import (
+    file_sha256,
+    load_checkpoint,
+    restore_rng,
+    rng_states,
+    save_checkpoint,
+    start_over,
+)
 from bof.engine.predict import MODEL_FORMAT, evaluate_model, write_results
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
@@ -178,11 +185,12 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.scaler.load_state_dict(saved["scaler"])
-        torch.set_rng_state(saved["torch_rng"])
+        restore_rng(saved, self.context)
         self.state = Progress(**saved["progress"])
         return True
 
     def save(self) -> None:
+        rng = rng_states(self.context)  # every rank's, before the others return
         if not self.context.is_main:
             return
         save_checkpoint(
@@ -194,7 +202,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
+                "rng": rng,
                 "progress": vars(self.state),
                 "pretrained_sha256": self.pretrained_sha256,
             },

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from bof.config import load_config
@@ -16,6 +17,7 @@ from bof.engine.checkpoint import load_checkpoint
 from bof.engine.distributed import Context
 from bof.engine.predict import load_model, predict
 from bof.evaluation import evaluate_voc_predictions
+from bof.evaluation.api import coco_ground_truth, coco_results
 from bof.models import build_detector
 
 
@@ -47,6 +49,16 @@ def test_torchrun_two_processes_with_sync_bn(tiny_config, tmp_path):
     dataset = open_split(config.data, "val")
     predictions = predict(single, dataset, Context(0, 1, 0, torch.device("cpu")), batch_size=2)
     assert len(predictions) == len(dataset)
-    assert (
-        evaluate_voc_predictions(predictions, dataset)["mAP"] == json.loads((out / "metrics.json").read_text())["mAP"]
-    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    alone = evaluate_voc_predictions(predictions, dataset)
+    assert (alone["mAP"], alone["per_class"]) == (metrics["mAP"], metrics["per_class"])
+    # the detections themselves, image by image: no shard lost or counted twice
+    written = json.loads((out / "predictions" / "coco_results.json").read_text())
+    _, id_map, category_ids = coco_ground_truth(dataset)
+    expected = coco_results(predictions, id_map, category_ids)
+    assert len(written) == len(expected) > 0
+    key = lambda r: (r["image_id"], r["category_id"], -r["score"])  # noqa: E731
+    for got, want in zip(sorted(written, key=key), sorted(expected, key=key), strict=True):
+        assert (got["image_id"], got["category_id"]) == (want["image_id"], want["category_id"])
+        assert got["score"] == pytest.approx(want["score"], abs=1e-5)
+        assert got["bbox"] == pytest.approx(want["bbox"], abs=1e-3)

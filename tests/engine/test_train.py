@@ -290,3 +290,26 @@ def test_git_state_is_dirty_only_when_a_tracked_file_changed(tmp_path):
     assert len(state["commit"]) == 40 and state["dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_state(tmp_path)["dirty"] is True
+
+
+def test_faster_rcnn_warmup_starts_at_a_third_of_the_lr(tiny_config, tmp_path):
+    """GluonCV's Faster R-CNN warmup (train_faster_rcnn.py: ``warmup_lr`` from lr/3, the coco
+    preset's ``warmup_start``): the engine's first step runs at lr/3, the middle of the warmup
+    at 2/3 of it, and its end at the full lr."""
+    from bof.engine import distributed
+    from bof.engine.train import Trainer
+
+    _, config = tiny_config(
+        "faster_rcnn", ("optim.warmup_start=0.3333333333", "optim.lr=0.03", "optim.warmup_epochs=1")
+    )
+    trainer = Trainer(config, tmp_path / "run", distributed.setup("cpu"), progress=False)
+    warmup = trainer.iters_per_epoch
+    assert warmup >= 2
+    seen = []
+    for _ in range(warmup + 1):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    assert seen[0] == pytest.approx(0.01)
+    assert seen[warmup // 2] == pytest.approx(0.03 * (1 / 3 + 2 / 3 * (warmup // 2) / warmup))
+    assert seen[warmup] == pytest.approx(0.03)

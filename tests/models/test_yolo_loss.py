@@ -183,17 +183,29 @@ def test_the_same_box_in_two_images_is_two_positives():
 
 def test_images_of_a_batch_do_not_touch_each_others_loss():
     """Every term is a per-image sum averaged over the batch: the batch loss times its size is
-    the sum of the single-image losses, so no box of one image enters another's ignore mask,
-    objectness or assignment (image b's box sits where image a's predictions would be ignored)."""
+    the sum of the single-image losses. And no box of one image enters another's ignore mask:
+    both images predict exactly image b's second box at the same cell and anchor (IoU 1, above
+    the 0.7 ignore threshold; not that box's assigned anchor): b ignores it, a trains it as a negative."""
     size = 416
     generator = torch.Generator().manual_seed(7)
     predictions = [torch.randn(2, 3, 5 + NUM_CLASSES, size // s, size // s, generator=generator) for s in (8, 16, 32)]
     w, h = PAPER_ANCHORS[5]
+    only_in_b = box_at(300, 264, 80, 40)  # stride 16: column 18 + 0.75, row 16 + 0.5; its anchor is 4
+    anchor_w, anchor_h = PAPER_ANCHORS[5]  # plant the prediction on anchor 5 (level 1, slot 2)
+    planted = torch.tensor([math.log(0.75 / 0.25), 0.0, math.log(80 / anchor_w), math.log(40 / anchor_h)])
+    predictions[1][:, 2, :4, 16, 18] = planted
+    assert decode(predictions[1], ANCHORS[3:6], 16.0)[:, 2, 16, 18].tolist() == [pytest.approx(only_in_b, abs=1e-3)] * 2
     targets = [
         target(box_at(100, 100, w, h), labels=[1], weights=[0.7]),
-        target(box_at(100, 100, w, h), box_at(300, 260, 80, 40), labels=[2, 0], weights=[1.0, 0.4]),
+        target(box_at(100, 100, w, h), only_in_b, labels=[2, 0], weights=[1.0, 0.4]),
     ]
+    predictions = [p.requires_grad_() for p in predictions]
     both = yolo_loss(predictions, targets, ANCHORS, size)
+    both["loss_objectness"].backward()
+    objectness_grad = predictions[1].grad[:, 2, 4, 16, 18]
+    assert objectness_grad[1].item() == 0.0  # ignored in image b
+    expected = torch.sigmoid(predictions[1][0, 2, 4, 16, 18]).item() / 2  # a negative in image a, / batch
+    assert objectness_grad[0].item() == pytest.approx(expected, rel=1e-5)
     for name in both:
         alone = sum(
             yolo_loss([p[index : index + 1] for p in predictions], [targets[index]], ANCHORS, size)[name]

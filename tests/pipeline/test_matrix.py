@@ -275,3 +275,29 @@ def test_jobs_ask_for_one_node_and_share_its_cpus(tmp_path):
         ConfigError, match=r"detectors.yolov3: 1 process\(es\) with 4 data-loader workers each need 5 CPUs"
     ):
         matrix.load_preset(path, default_tables=ROOT / "config" / "tables.yaml")
+
+
+def test_the_coco_presets_yolov3_detects_at_608():
+    """Table 5's COCO YOLOv3 numbers are at 608 (the paper): the coco preset's model, built from
+    its training config (input 416), feeds the network 608 x 608 images at test time and maps
+    the boxes back to the image. The width is shrunk so that the forward pass is cheap."""
+    import dataclasses
+
+    import torch
+
+    from bof.models import build_detector
+
+    preset = matrix.load_preset(ROOT / "config" / "coco.yaml")
+    job = next(job for job in matrix.jobs(preset) if job.detector == "yolov3")
+    config = matrix.train_config(preset, job)
+    assert (config.model.input_size, config.model.test_size) == (416, 608)
+    small = dataclasses.replace(config.model, width=0.125, depth=0.34, pretrained=None)
+    model = build_detector(dataclasses.replace(config, model=small), num_classes=80).eval()
+    seen = []
+    model.raw_outputs = lambda batch, inner=model.raw_outputs: seen.append(batch.shape) or inner(batch)
+    with torch.no_grad():
+        (detections,) = model.detect([torch.rand(3, 120, 200)])
+    assert seen == [torch.Size([1, 3, 608, 608])]
+    assert len(detections["boxes"])  # random weights still leave boxes above the 0.01 score threshold
+    # clamped to the 608 x 608 input, then scaled back into the 200 x 120 image
+    assert float(detections["boxes"][:, 2].max()) <= 200 + 1e-3 and float(detections["boxes"][:, 3].max()) <= 120 + 1e-3
