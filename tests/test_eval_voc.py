@@ -72,7 +72,9 @@ def test_no_fall_back_to_the_next_best_ground_truth():
     assert ap(dets(("i", 0.9, left), ("i", 0.8, second)), truth, "area") == pytest.approx(0.5)
 
 
-# What MATLAB prints for `t=0:0.1:1` with `format long`, element by element (VOCevaldet.m).
+# The doubles MATLAB's colon operator builds for `t=0:0.1:1` (VOCevaldet.m): the first half as a + k*d,
+# the second as b - (n-k)*d, so only the 4th is off its decimal (`format long` rounds that away;
+# `sprintf('%.17g', t(4))` shows it).
 MATLAB_THRESHOLDS = [0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]
 
 

@@ -214,6 +214,26 @@ def test_images_of_a_batch_do_not_touch_each_others_loss():
         assert (2 * both[name]).item() == pytest.approx(alone.item(), rel=1e-5), name
 
 
+def test_nms_is_per_class_keeps_100_and_drops_scores_below_001():
+    """GluonCV's YOLOv3 post-processing by behaviour, not by attribute: the same box in two classes
+    survives in both, at most 100 detections an image are kept (the best), and a score of 0.009 is
+    dropped where 0.01 stays."""
+    model = YOLOv3(NUM_CLASSES, width=0.125, depth=0.34, input_size=64).eval()
+    scores = torch.zeros(2, NUM_CLASSES)
+    scores[0, 0], scores[1, 1] = 0.9, 0.8
+    kept = model.postprocess(torch.tensor([[0.0, 0, 100, 100], [0.0, 0, 100, 100]]), scores)
+    assert sorted(kept["labels"].tolist()) == [0, 1]
+    corners = torch.arange(150.0)[:, None] * 20
+    apart = torch.cat([corners, corners, corners + 10, corners + 10], dim=1)  # 150 boxes, none overlapping
+    scores = torch.zeros(150, NUM_CLASSES)
+    scores[:, 2] = torch.linspace(0.99, 0.5, 150)
+    kept = model.postprocess(apart, scores)
+    assert kept["scores"].tolist() == pytest.approx(torch.linspace(0.99, 0.5, 150)[:100].tolist())
+    scores = torch.zeros(2, NUM_CLASSES)
+    scores[:, 0] = torch.tensor([0.01, 0.009])
+    assert model.postprocess(apart[:2], scores)["scores"].tolist() == pytest.approx([0.01])
+
+
 def test_decode_at_an_off_diagonal_cell_of_a_non_square_grid():
     prediction = torch.zeros(1, 3, 5 + NUM_CLASSES, 4, 6)  # 4 rows, 6 columns
     prediction[0, 2, 0, 1, 3] = 1.0  # tx at row 1, column 3
