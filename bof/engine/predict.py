@@ -62,8 +62,10 @@ def predict(
     "scores", "labels"}`` on the CPU. Each process takes every ``world_size``-th image."""
     model.eval()
     shard = torch.utils.data.Subset(dataset, range(context.rank, len(dataset), context.world_size))
+    # its own generator: a loader seeds its workers from the global one, whose next draws are
+    # the training's (Faster R-CNN's samplers), so how often a run validates would change them
     loader = torch.utils.data.DataLoader(
-        shard, batch_size=batch_size, num_workers=workers, collate_fn=collate_detection
+        shard, batch_size=batch_size, num_workers=workers, collate_fn=collate_detection, generator=torch.Generator()
     )
     predictions = []
     for images, targets in tqdm(

@@ -191,6 +191,7 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
         torch.utils.data.Subset(val_set, range(context.rank, len(val_set), context.world_size)),
         batch_size=per_rank,
         num_workers=config.workers,
+        generator=torch.Generator(),  # validating draws nothing from the global generator (the crops')
     )
     state = {"epoch": 0, "iteration": 0, "top1": [], "train_seconds": 0.0, "images_seen": 0}
     checkpoint_path = out / "checkpoint.pt"

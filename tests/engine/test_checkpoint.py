@@ -48,7 +48,11 @@ def test_a_checkpoint_written_before_per_rank_states_still_resumes():
 
 
 def test_another_number_of_processes_takes_rank_0s_state_and_says_so(capsys):
+    """Rank 3 of 4 resuming a two-process checkpoint has no state of its own: it takes rank 0's;
+    the main process says the draws differ, the others stay quiet."""
     saved = {"rng": [{"cpu": state_of(1)}, {"cpu": state_of(2)}]}
-    restore_rng(saved, Context(0, 1, 0, CPU))
+    restore_rng(saved, Context(3, 4, 3, CPU))
     assert torch.equal(torch.rand(4), draws_after(1))
-    assert "written by 2 processes, this run has 1" in capsys.readouterr().out
+    assert capsys.readouterr().out == ""
+    restore_rng(saved, Context(0, 4, 0, CPU))
+    assert "written by 2 processes, this run has 4" in capsys.readouterr().out

@@ -39,6 +39,11 @@ def test_torchrun_two_processes_with_sync_bn(tiny_config, tmp_path, arch, batch)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     run = json.loads((out / "run.json").read_text())
     assert run["world_size"] == 2 and run["iterations"] == 2 * (12 // batch)
+    # the checkpoint holds each process's random state; Faster R-CNN's samplers drew differently in each
+    states = load_checkpoint(out / "checkpoint.pt")["rng"]
+    assert len(states) == 2
+    if arch == "faster_rcnn":
+        assert not torch.equal(states[0]["cpu"], states[1]["cpu"])
     model = load_checkpoint(out / "model.pt")["model"]
     assert all(torch.isfinite(v).all() for v in model.values() if v.is_floating_point())
     assert len(json.loads((out / "val_curve.json").read_text())) == 2

@@ -300,16 +300,34 @@ def test_faster_rcnn_warmup_starts_at_a_third_of_the_lr(tiny_config, tmp_path):
     from bof.engine.train import Trainer
 
     _, config = tiny_config(
-        "faster_rcnn", ("optim.warmup_start=0.3333333333", "optim.lr=0.03", "optim.warmup_epochs=1")
+        "faster_rcnn",
+        ("optim.warmup_start=0.3333333333", "optim.lr=0.03", "optim.warmup_epochs=2", "optim.epochs=3"),
     )
     trainer = Trainer(config, tmp_path / "run", distributed.setup("cpu"), progress=False)
-    warmup = trainer.iters_per_epoch
-    assert warmup >= 2
+    assert trainer.iters_per_epoch == 3  # 12 images, batch 4: the warmup is 6 iterations
     seen = []
-    for _ in range(warmup + 1):
+    for _ in range(7):
         seen.append(trainer.optimizer.param_groups[0]["lr"])
         trainer.optimizer.step()
         trainer.scheduler.step()
     assert seen[0] == pytest.approx(0.01)
-    assert seen[warmup // 2] == pytest.approx(0.03 * (1 / 3 + 2 / 3 * (warmup // 2) / warmup))
-    assert seen[warmup] == pytest.approx(0.03)
+    assert seen[3] == pytest.approx(0.02)
+    assert seen[6] == pytest.approx(0.03)
+
+
+def test_validation_draws_nothing_from_the_global_generator(tiny_config):
+    """Faster R-CNN's samplers draw from the global generator: if validating drew from it too,
+    ``run.val_every`` would change the training's random numbers (it did: a loader seeds its
+    workers from the global generator unless given its own)."""
+    from bof.engine import distributed
+    from bof.engine.build import open_split
+    from bof.engine.predict import predict
+    from bof.models import build_detector
+
+    _, config = tiny_config("faster_rcnn")
+    dataset = open_split(config.data, "val")
+    model = build_detector(config, len(dataset.classes))
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    predict(model, dataset, distributed.setup("cpu"), batch_size=4)
+    assert torch.equal(torch.get_rng_state(), before)
