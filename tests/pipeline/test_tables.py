@@ -121,6 +121,18 @@ def test_baselines_are_flat_when_every_seed_gained_under_a_point_in_the_last_qua
     text = convergence_markdown(preset)
     assert "| 3 | 30.47 | +0.47 (+0.90) | flat |" in text and "| +0.53 (+1.10) | still rising |" in text
     assert "0 | — | — | not run |" in text  # Table 4's Faster R-CNN baselines have no runs
+    # a row that is no baseline gets its own table, only once it has run
+    assert "The other rows" not in text
+    mixup = matrix.table_cells(preset, "table1")[1][0]
+    write_curve(preset, mixup, 0, [0.1, 0.2, 0.25, 0.28], epochs)  # +3 points over the last quarter
+    others = convergence_frame(preset, other_rows=True).set_index("run")
+    assert f"{table1_base.detector}/{table1_base.combo}" not in others.index
+    assert others.loc[f"{mixup.detector}/{mixup.combo}", "worst_gain"] == pytest.approx(3.0)
+    text = convergence_markdown(preset)
+    assert (
+        f"| {mixup.detector}/{mixup.combo} | 1 | 28.00 | +3.00 (+3.00) | still rising |"
+        in text.split("The other rows")[1]
+    )
 
 
 def test_a_faster_rcnn_figure_detector_draws_figure_6_and_reports_the_rows_left_out(tmp_path):
