@@ -131,10 +131,10 @@ def convergence_frame(preset: Preset, *, other_rows: bool = False) -> pd.DataFra
     baselines = {row.baseline: None for row in rows}
     cells = {row.cell: None for row in rows if row.cell not in baselines} if other_rows else baselines
     records = []
-    for base in cells:
+    for cell in cells:
         finals, gains = [], []
         for seed in preset.seeds:
-            path = Path(run_dir(preset, Job(base.detector, base.combo, seed))) / "val_curve.json"
+            path = Path(run_dir(preset, Job(cell.detector, cell.combo, seed))) / "val_curve.json"
             if path.exists():
                 final, gain = last_quarter_gain(json.loads(path.read_text()))
                 if final is not None:
@@ -143,7 +143,7 @@ def convergence_frame(preset: Preset, *, other_rows: bool = False) -> pd.DataFra
                     gains.append(gain)
         records.append(
             {
-                "run": f"{base.detector}/{base.combo}",
+                "run": f"{cell.detector}/{cell.combo}",
                 "seeds": len(finals),
                 "final": sum(finals) / len(finals) if finals else None,
                 "gain": sum(gains) / len(gains) if gains else None,
