@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bof-installed
 
-.PHONY: setup run status pipeline figures pull test lint clean-venv
+.PHONY: setup run status pipeline figures ship pull test lint clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,9 +41,32 @@ pipeline: setup
 figures: setup
 	$(ENV) $(BIN)/bof report --preset config/$(PRESET).yaml
 
-# Fetch results from the DVC remote, then let Snakemake know they are up to date (DVC's
-# checkout gives every file a new time, which would otherwise look like stale inputs).
+# After `make run`: check that the preset's results are complete, rebuild the report from them,
+# and stage the shipped results (results/<preset>/ less what .gitignore leaves to DVC) for a commit.
+ship: setup
+	$(ENV) $(BIN)/bof report --preset config/$(PRESET).yaml --complete
+	git add --all results/$(PRESET)
+	@echo "staged results/$(PRESET) ($$(git ls-files results/$(PRESET) | wc -l) files," \
+		"$$(git ls-files -z results/$(PRESET) | du -ch --files0-from=- | tail -1 | cut -f1)): commit them"
+
+# Fetch a preset's datasets and checkpoints from your DVC remote, then let Snakemake know they
+# are up to date (DVC's checkout gives every file a new time, which would otherwise look like
+# stale inputs). The shipped results are in git already: `make figures` needs no pull. It needs
+# what this repository does not ship (README: DVC): a default DVC remote, and a dvc.lock that
+# records the preset's stages (committed by the fork that ran `make run` and `dvc push`);
+# without them it stops before pulling, writes nothing (DVC's own `dvc config` would write
+# .dvc/tmp), and says which is missing.
+DVC_REMOTE := from dvc.config import Config; print(Config(dvc_dir=".dvc")["core"].get("remote", ""))
 pull: setup
+	@missing=; \
+	test -n "$$($(BIN)/python -c '$(DVC_REMOTE)' 2> /dev/null)" || \
+		missing="$$missing\n  - a default DVC remote: dvc remote add -d NAME URL (this repository has none)"; \
+	grep -qs '^  report@$(PRESET):' dvc.lock || \
+		missing="$$missing\n  - a dvc.lock recording report@$(PRESET): this repository does not track dvc.lock; a fork that ran make run PRESET=$(PRESET) and dvc push commits it"; \
+	if test -n "$$missing"; then \
+		printf "make pull: nothing to pull for PRESET=$(PRESET), nothing changed. Missing:$$missing\n%s\n" \
+			"The shipped results (results/<preset>/ in git) need no pull: make figures PRESET=mini." >&2; \
+		exit 1; fi
 	$(ENV) $(BIN)/dvc pull --with-deps report@$(PRESET)
 	$(ENV) $(BIN)/snakemake all --touch --cores $(CORES) --configfile config/$(PRESET).yaml
 

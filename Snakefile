@@ -47,6 +47,7 @@ BOF = matrix.launcher()
 localrules:
     all,
     report,
+    run_record,
 
 
 include: "workflow/rules/data.smk"

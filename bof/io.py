@@ -14,13 +14,15 @@ from bof.errors import BofError
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """Replace ``path`` with what ``write(stream)`` writes, atomically: a temporary file in the
-    same folder, fsync, rename. On any failure (a full disk included) the old file is untouched
-    and the temporary file is removed."""
+    same folder, fsync, rename. The file gets the mode ``open(path, "w")`` would give a new file
+    (0644 under umask 022), not mkstemp's 0600. On any failure (a full disk included) the old
+    file is untouched and the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
+            os.chmod(temporary, 0o666 & ~_umask())
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
@@ -31,6 +33,20 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
         if cause is not None:  # a full disk, a read-only folder...: say so, not where it surfaced
             raise BofError(f"{path}: could not write ({cause.strerror or cause})") from error
         raise
+
+
+def _umask() -> int:
+    """The process's umask. Linux shows it in /proc/self/status; elsewhere it can only be read by
+    setting it, so it is set back at once (another thread creating a file in between would get 022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _os_error(error: BaseException | None) -> OSError | None:

@@ -36,8 +36,13 @@ def make_workspace(target: Path, preset: str = "smoke") -> Path:
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
+    tracked = set(
+        subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    )
     for name in files:
         source = ROOT / name
+        if name == "dvc.lock" and name not in tracked:
+            continue  # a local run's record, which this repository does not track (README: DVC)
         if source.is_file() and not name.startswith(("results/", "data/")):
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
@@ -49,3 +54,18 @@ def make_workspace(target: Path, preset: str = "smoke") -> Path:
     ):
         run(command, target)
     return target
+
+
+def link_venv(clone: Path) -> Path:
+    """Give ``clone`` a ``.venv`` that is this interpreter's (its bin and lib linked, its own
+    install stamp), so `make` targets that depend on `setup` run there as written, installing
+    nothing."""
+    venv = clone / ".venv"
+    venv.mkdir()
+    prefix = Path(sys.prefix)
+    for name in ("bin", "lib"):
+        (venv / name).symlink_to(prefix / name, target_is_directory=True)
+    shutil.copy2(prefix / "pyvenv.cfg", venv / "pyvenv.cfg")
+    os.utime(clone / "pyproject.toml", (0, 0))
+    (venv / ".bof-installed").touch()  # newer than pyproject.toml: `make setup` has nothing to do
+    return venv

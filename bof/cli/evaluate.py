@@ -104,12 +104,17 @@ def run_coco(args: argparse.Namespace) -> int:
     atomic_write_json(args.out, report)
     print(
         "  ".join(
-            f"{name} " + (f"{report[name] * 100:.1f}" if report[name] >= 0 else "n/a")
+            f"{name} " + (percent(report[name]) if report[name] >= 0 else "n/a")  # COCOeval's -1: no ground truth
             for name in ("AP", "AP50", "AP75", "APs", "APm", "APl")
         )
     )
     return 0
 
 
+def percent(fraction: float) -> str:
+    """A metric as printed for people: percent with its sign ("0.45 %"); files hold the fraction (0.0045)."""
+    return f"{fraction * 100:.2f} %"
+
+
 def _percent(value: float | None) -> str:
-    return "n/a (no positives)" if value is None else f"{value * 100:.2f}"
+    return "n/a (no positives)" if value is None else percent(value)

@@ -18,10 +18,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bof.cli.evaluate import percent
     from bof.config import load_config
     from bof.engine.pretrain import PretrainConfig, pretrain
 
     config = load_config(args.config, args.overrides, cls=PretrainConfig, text=args.config_json)
     result = pretrain(config, args.out, progress=not args.quiet, restart=args.restart)
-    print(f"{args.out}: top-1 {result['top1'] * 100:.2f}")
+    print(f"{args.out}: top-1 {percent(result['top1'])}")
     return 0

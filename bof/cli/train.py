@@ -46,11 +46,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, config_help: str) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from bof.cli.evaluate import percent
     from bof.config import load_config
     from bof.engine.train import train
 
     config = load_config(args.config, args.overrides, text=args.config_json)
     report = train(config, args.out, progress=not args.quiet, restart=args.restart)
     if report.get("metric_name"):
-        print(f"{args.out}: {report['metric_name']} {report['value'] * 100:.2f}")
+        print(f"{args.out}: {report['metric_name']} {percent(report['value'])}")
     return 0

@@ -69,3 +69,30 @@ def load_image(path: Path) -> tv_tensors.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DatasetError(path, f"cannot decode image ({error})") from None
     return tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1))
+
+
+def to_png_base64(image) -> str:
+    """``image`` (uint8 [3, H, W]) as base64 PNG text: lossless, and small enough to keep the few
+    images a figure shows inside its JSON, so the figure is redrawn without the dataset."""
+    import base64
+
+    import torch
+    from torchvision.io import encode_png
+
+    return base64.b64encode(encode_png(image.as_subclass(torch.Tensor).contiguous()).numpy().tobytes()).decode("ascii")
+
+
+def from_png_base64(text: str, where: str | Path = "figure data") -> tv_tensors.Image:
+    """The uint8 [3, H, W] image of :func:`to_png_base64`; ``where`` names the file in errors."""
+    import base64
+    import binascii
+
+    import torch
+    from torchvision import tv_tensors
+    from torchvision.io import ImageReadMode, decode_png
+
+    try:
+        data = base64.b64decode(text, validate=True)
+        return tv_tensors.Image(decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB))
+    except (binascii.Error, RuntimeError, TypeError, ValueError) as error:
+        raise DatasetError(Path(where), f"embedded image is not base64 PNG ({error})") from None

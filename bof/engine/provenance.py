@@ -1,9 +1,11 @@
-"""What produced a result: versions, git commit, device. Written into every run.json."""
+"""What produced a result: versions, git commit, device, machine and time. Written into every run.json."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,24 @@ def git_state(folder: Path | None = None) -> dict:
     return {"commit": commit, "dirty": dirty}
 
 
+def machine() -> dict:
+    """The CPU's model name, its core count and the memory: what a reader needs to compare a
+    run's timings with their own (``platform.processor()`` is empty on Linux)."""
+    cpu = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        memory = None
+    return {"cpu": cpu or platform.processor() or platform.machine(), "cores": os.cpu_count(), "memory_bytes": memory}
+
+
 def environment(device: torch.device) -> dict:
     return {
         "versions": {
@@ -52,4 +72,6 @@ def environment(device: torch.device) -> dict:
         if device.type == "cuda"
         else f"cpu ({platform.processor() or platform.machine()})",
         "host": platform.node(),
+        "machine": machine(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }

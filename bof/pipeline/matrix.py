@@ -447,18 +447,22 @@ def metric_targets(preset: Preset) -> list[str]:
     return sorted(targets)
 
 
+def record_path(preset: Preset, job: Job, name: str) -> str:
+    """A run's ``run.json`` or ``val_curve.json``, copied beside its metrics: the results folder's
+    ``eval/`` then holds all the report reads of a run (shipped in git, without the checkpoints)."""
+    return f"{eval_dir(preset, job)}/{name}"
+
+
+def record_targets(preset: Preset) -> list[str]:
+    return [record_path(preset, job, name) for job in jobs(preset) for name in ("run.json", "val_curve.json")]
+
+
 def figure_data_targets(preset: Preset) -> list[str]:
+    """The figures' JSON (Figures 2-3's training images always, the model-based ones when the
+    preset's tables hold the runs they compare)."""
     figures = figure_cells(preset)
-    targets = [
-        f"{preset.results}/figure_data/{name}.json" for name in ("figure1", "figure5", "figure7") if name in figures
-    ]
-    if "figure6" in figures:
-        targets += [
-            f"{run_dir(preset, Job(c.detector, c.combo, s))}/val_curve.json"
-            for c in figures["figure6"]
-            for s in preset.seeds
-        ]
-    return targets
+    names = ["figure2", *(name for name in ("figure1", "figure5", "figure7") if name in figures)]
+    return [f"{preset.results}/figure_data/{name}.json" for name in names]
 
 
 def report_figures(preset: Preset) -> list[str]:

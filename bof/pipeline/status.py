@@ -8,7 +8,9 @@ works on a pipeline started by ``make run``, ``snakemake`` or a cluster alike.
 
 The estimate: a finished run's wall time stands for the unfinished runs of its detector
 (a running one's elapsed time over its done fraction when none has finished), the work left
-is summed and divided by the number of jobs that run at once (``--cores``).
+is summed and divided by the number of jobs that run at once (``--cores``). While a kind of job
+left (the pretrainings, a detector's trainings) has no finished or far enough running run, the
+time left is unknown, and said so: no figure that guesses the pace of work never measured.
 """
 
 from __future__ import annotations
@@ -104,30 +106,28 @@ def _pace(states: list[JobState]) -> dict[str, float]:
     return per_kind
 
 
-def _seconds_left(states: list[JobState], cores: int, per_kind: dict[str, float], default: float) -> float:
-    left = sum(per_kind.get(s.kind, default) * (1 - s.fraction) for s in states if s.state != "done")
-    return left / max(cores, 1)
-
-
 def estimate_seconds_left(states: list[JobState], cores: int) -> float | None:
     """Work left over the jobs that run at once; None while a kind of job left has shown no pace."""
     per_kind = _pace(states)
-    if any(s.state != "done" and s.kind not in per_kind for s in states):
+    if _unpaced(states, per_kind):
         return None
-    return _seconds_left(states, cores, per_kind, 0.0)
+    return sum(per_kind[s.kind] * (1 - s.fraction) for s in states if s.state != "done") / max(cores, 1)
+
+
+def _unpaced(states: list[JobState], per_kind: dict[str, float]) -> list[str]:
+    """The kinds of job left that no run has given a pace to (no minutes can be said for them)."""
+    return sorted({s.kind for s in states if s.state != "done" and s.kind not in per_kind})
 
 
 def format_status(states: list[JobState], cores: int) -> str:
     counts = {state: sum(s.state == state for s in states) for state in ("done", "running", "interrupted", "waiting")}
-    per_kind = _pace(states)
-    unpaced = sorted({s.kind for s in states if s.state != "done" and s.kind not in per_kind})
-    if per_kind and not unpaced:
-        eta = f"about {_seconds_left(states, cores, per_kind, 0.0) / 60:.0f} min left on {cores} cores"
-    elif per_kind:  # a rough figure: kinds without a pace yet taken at the others' mean
-        rough = _seconds_left(states, cores, per_kind, sum(per_kind.values()) / len(per_kind))
-        eta = f"roughly {rough / 60:.0f} min left on {cores} cores ({', '.join(unpaced)}: no pace yet)"
+    left = estimate_seconds_left(states, cores)
+    if left is not None:
+        eta = f"about {left / 60:.0f} min left on {cores} cores"
     else:
-        eta = "time left unknown until a job shows its pace"
+        unpaced = _unpaced(states, _pace(states))
+        kinds = unpaced[0] if len(unpaced) == 1 else f"{', '.join(unpaced[:-1])} or {unpaced[-1]}"
+        eta = f"time left unknown: no {kinds} job has shown its pace yet"
     lines = [
         f"{counts['done']} of {len(states)} pretraining and training jobs done, {counts['running']} running, "
         f"{counts['waiting']} waiting"

@@ -20,16 +20,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torchvision import tv_tensors  # noqa: E402
 from torchvision.utils import draw_bounding_boxes  # noqa: E402
 
-from bof.config import (
-    DataConfig,  # noqa: E402
-    build,  # noqa: E402
-)
-from bof.data.images import load_image  # noqa: E402
-from bof.engine.build import open_split  # noqa: E402
-from bof.engine.figure_data import composite  # noqa: E402
-from bof.pipeline.matrix import Job, Preset, data_section, figure_cells, figure_metric, metric_path, run_dir  # noqa: E402
+from bof.data.images import from_png_base64  # noqa: E402
+from bof.engine.figure_data import SCORE_TO_SHOW, composite  # noqa: E402
+from bof.pipeline.matrix import Job, Preset, figure_cells, figure_metric, metric_path, record_path  # noqa: E402
 from bof.report.tricks import figure_beta, figure_lr_schedules, figure_mixup, save_figure  # noqa: E402
 
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe", "#008080")
@@ -39,7 +35,25 @@ def _colour(label: int) -> str:
     return PALETTE[label % len(PALETTE)]
 
 
-def _draw(axis, image: torch.Tensor, detections: dict, classes: list[str], title: str) -> None:
+def empty_panel_note(threshold: float, best_score: float | None) -> str:
+    """What a panel without a box says: nothing reached the drawing threshold, and the model's best
+    score below it (``best_score``; None where the model returned nothing or it was not recorded)."""
+    note = f"no detection with score >= {threshold:.2f}"
+    return note if best_score is None else f"{note} (best {best_score:.2f})"
+
+
+def _draw(
+    axis,
+    image: torch.Tensor,
+    detections: dict,
+    classes: list[str],
+    title: str,
+    *,
+    threshold: float | None = None,
+    best_score: float | None = None,
+) -> None:
+    """``image`` [3, H, W] uint8 with ``detections`` (those at or above ``threshold``) drawn on it;
+    a panel left without a box says why (:func:`empty_panel_note`) instead of looking like a bug."""
     boxes = torch.tensor(detections["boxes"], dtype=torch.float32).reshape(-1, 4)
     labels = [
         f"{classes[label]} {score:.2f}" for label, score in zip(detections["labels"], detections["scores"], strict=True)
@@ -52,14 +66,29 @@ def _draw(axis, image: torch.Tensor, detections: dict, classes: list[str], title
         else image
     )
     axis.imshow(drawn.permute(1, 2, 0).numpy())
+    if not len(boxes) and threshold is not None:
+        axis.text(
+            0.5, 0.5, empty_panel_note(threshold, best_score).replace(" (", "\n("), transform=axis.transAxes,
+            ha="center", va="center", fontsize=7, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none"},
+        )  # fmt: skip
     axis.set_title(title, fontsize=8)
     axis.axis("off")
 
 
-def figures_2_to_4(preset: Preset, folder: Path) -> list[Path]:
-    dataset = open_split(build(DataConfig, data_section(preset)), "train", check_images="none")
-    first, second = 0, len(dataset) // 2
-    paths = figure_mixup(dataset[first], dataset[second], folder / "figure2.png", folder / "figure3.png")
+def figures_2_to_4(data_path: Path, folder: Path) -> list[Path]:
+    """Figures 2-3 mix the two training images of ``figure2.json`` as the tricks do; Figure 4
+    needs no data."""
+    data = json.loads(Path(data_path).read_text())
+    pairs = []
+    for shown in data["images"]:
+        image = from_png_base64(shown["png"], data_path)
+        boxes = tv_tensors.BoundingBoxes(
+            torch.tensor(shown["boxes"], dtype=torch.float32).reshape(-1, 4),
+            format="XYXY",
+            canvas_size=tuple(image.shape[-2:]),
+        )
+        pairs.append((image, {"boxes": boxes, "labels": torch.tensor(shown["labels"], dtype=torch.int64)}))
+    paths = figure_mixup(*pairs, folder / "figure2.png", folder / "figure3.png")
     paths.append(figure_beta(folder / "figure4.png"))
     return paths
 
@@ -69,8 +98,8 @@ DETECTOR_LABELS = {"yolov3": "YOLOv3", "frcnn_r50": "Faster R-CNN", "frcnn_r101"
 
 def figure5(data_path: Path, folder: Path) -> Path:
     data = json.loads(data_path.read_text())
-    room = load_image(Path(data["room"]["path"]))
-    source = load_image(Path(data["intruder"]["path"]))
+    room = from_png_base64(data["room"]["png"], data_path)
+    source = from_png_base64(data["intruder"]["png"], data_path)
     x0, y0, x1, y1 = data["intruder"]["box"]
     patch = source[:, y0:y1, x0:x1]
     frames = data["frames"]
@@ -81,11 +110,16 @@ def figure5(data_path: Path, folder: Path) -> Path:
         doctored = composite(room, patch, frames[index]["box"])
         for row, name in enumerate(("baseline", "mixup")):
             axis = figure.add_subplot(grid[row, column])
+            scores = frames[index][name]["scores"]
             visible = {
-                k: [v for v, s in zip(frames[index][name][k], frames[index][name]["scores"], strict=True) if s >= 0.3]
+                k: [v for v, s in zip(frames[index][name][k], scores, strict=True) if s >= SCORE_TO_SHOW]
                 for k in ("boxes", "scores", "labels")
             }
-            _draw(axis, doctored, visible, data["classes"], f"{name}, position {index + 1}/{len(frames)}")
+            title = f"{name}, position {index + 1}/{len(frames)}"
+            _draw(
+                axis, doctored, visible, data["classes"], title,
+                threshold=SCORE_TO_SHOW, best_score=max(scores, default=None),
+            )  # fmt: skip
     axis = figure.add_subplot(grid[2, :])
     for (name, style), colour in zip((("baseline", "o-"), ("mixup", "s-")), ("#1f77b4", "#ff7f0e"), strict=True):
         means = [np.mean(f[f"{name}_recall_scores"]) for f in frames]
@@ -107,10 +141,13 @@ def _curve(path: Path) -> tuple[list[int], list[float]]:
     return [p["epoch"] for p in points], [100 * p["value"] for p in points]
 
 
-def figure6(preset: Preset, folder: Path, train_images: int) -> list[Path]:
+def figure6(preset: Preset, folder: Path) -> list[Path]:
+    """(a) the schedules of the step run's settings, at its iterations per epoch (its
+    ``run.json``), (b) the step and cosine runs' validation curves, seed means."""
     step, cosine = figure_cells(preset)["figure6"]
     spec = preset.raw["detectors"][step.detector]["optim"]
-    iters = max(1, train_images // spec.get("batch_size", 16))
+    run = json.loads(Path(record_path(preset, Job(step.detector, step.combo, preset.seeds[0]), "run.json")).read_text())
+    iters = max(1, run["train_images"] // spec.get("batch_size", 16))
     paths = [
         figure_lr_schedules(
             folder / "figure6a.png",
@@ -124,7 +161,7 @@ def figure6(preset: Preset, folder: Path, train_images: int) -> list[Path]:
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for cell, label in ((step, "step"), (cosine, "cosine")):
         curves = [
-            _curve(Path(run_dir(preset, Job(cell.detector, cell.combo, seed))) / "val_curve.json")
+            _curve(Path(record_path(preset, Job(cell.detector, cell.combo, seed), "val_curve.json")))
             for seed in preset.seeds
         ]
         curves = [c for c in curves if c[0]]
@@ -147,10 +184,12 @@ def figure7(data_path: Path, folder: Path, detector: str = "YOLOv3") -> Path:
     for axis, shown in zip(axes[0], images, strict=True):
         _draw(
             axis,
-            load_image(Path(shown["path"])),
+            from_png_base64(shown["png"], data_path),
             shown["detections"],
             data["classes"],
             f"test image {shown['image_id']}",
+            threshold=data["score_threshold"],
+            best_score=shown.get("best_score"),
         )
     figure.suptitle(f"Detections of the freebies-trained {detector} (score >= {data['score_threshold']})", fontsize=10)
     return save_figure(figure, folder / "figure7.png")
@@ -189,7 +228,7 @@ def _run_means(preset: Preset, cell, metric: str) -> dict[str, float] | None:
     values: dict[str, list[float]] = {"train": [], "metric": []}
     for seed in preset.seeds:
         job = Job(cell.detector, cell.combo, seed)
-        run_path, metric_file = Path(run_dir(preset, job)) / "run.json", Path(metric_path(preset, job, metric))
+        run_path, metric_file = Path(record_path(preset, job, "run.json")), Path(metric_path(preset, job, metric))
         if not run_path.exists() or not metric_file.exists():
             continue
         run = json.loads(run_path.read_text())
@@ -206,10 +245,12 @@ def figure1(preset: Preset, data_path: Path, folder: Path) -> Path:
     """Accuracy against training and inference throughput, baseline and all freebies, for each
     detector (the pairs of Figures 8-9): the freebies move a model up, not sideways. Training
     images/s are the runs' own (seed means); inference images/s come from ``figure1.json``,
-    where the models were timed side by side."""
+    where the models were timed side by side: the median of the repeats, with their interquartile
+    range as bars (a JSON written before the repeats were kept has the one number, and no bars)."""
     available = figure_cells(preset)
     timed = json.loads(Path(data_path).read_text())
     inference = dict(zip(available["figure1"], timed["inference_images_per_second"], strict=True))
+    quartiles = dict(zip(available["figure1"], timed.get("inference_interquartile", []), strict=False))
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     plotted = 0
     for name, label, colour in (("figure8", "YOLOv3", "#e6194b"), ("figure9", "Faster R-CNN", "#4363d8")):
@@ -228,19 +269,75 @@ def figure1(preset: Preset, data_path: Path, folder: Path) -> Path:
             )  # fmt: skip
             axis.scatter([baseline[key]], [baseline["metric"]], color=colour, marker="o", label=f"{label} baseline")
             axis.scatter([bof[key]], [bof["metric"]], color=colour, marker="*", s=120, label=f"{label} + BoF")
+        for cell, point in zip(cells, (baseline, bof), strict=True):
+            if cell in quartiles:
+                low, high = quartiles[cell]
+                axes[1].errorbar(
+                    [point["inference"]], [point["metric"]], xerr=[[point["inference"] - low], [high - point["inference"]]],
+                    fmt="none", ecolor=colour, capsize=3, linewidth=1,
+                )  # fmt: skip
         plotted += 1
     if not plotted:
         plt.close(figure)
         raise FileNotFoundError(None, "no finished baseline/freebies pair with throughput", "run.json")
     axes[0].set_xlabel("training images/s")
-    axes[1].set_xlabel("inference images/s")
+    axes[1].set_xlabel(
+        f"inference images/s (median of {timed['repeats']} repeats; bars: interquartile range)"
+        if "repeats" in timed
+        else "inference images/s"
+    )
     metric = figure_metric(preset, "figure8")
     for axis in axes:
         axis.set_ylabel("COCO AP@[.5:.95] (%)" if metric == "coco" else "VOC07 mAP@0.5 (%)")
         axis.grid(alpha=0.3)
+    # from 0: a gap between two points reads against the whole speed, not on a zoomed axis
+    axes[1].set_xlim(0, 1.08 * axes[1].get_xlim()[1])
     axes[1].legend(fontsize=7)
     figure.suptitle("Figure 1: accuracy against throughput, baseline and bag of freebies (seed means)", fontsize=9)
     return save_figure(figure, folder / "figure1.png")
+
+
+def _run_name(model_path: str) -> str:
+    """``detector/combo`` of a run's ``.../runs/<detector>/<combo>/seed<k>/model.pt``."""
+    folder = Path(model_path).parent
+    folder = folder.parent if folder.name.startswith("seed") else folder
+    return f"{folder.parent.name}/{folder.name}"
+
+
+def figure1_summary(data_path: Path) -> str:
+    """What Figure 1's inference axis measured, in numbers: each model's median images/s with the
+    interquartile range of the repeats, how they were timed, and whether the models share one
+    architecture (state-dict names and shapes), which is why the freebies cost nothing there."""
+    data = json.loads(Path(data_path).read_text())
+    names = [_run_name(path) for path in data["models"]]
+    if "repeats" not in data:  # written before the repeats were kept: one timing per model
+        timings = ", ".join(
+            f"{name} {value:.1f}" for name, value in zip(names, data["inference_images_per_second"], strict=True)
+        )
+        return f"Inference images/s, one timing per model over {data['images']} test images: {timings}."
+    machine = (data.get("machine") or {}).get("cpu")
+    device = f"{data['device']}, {machine}," if machine else data["device"]
+    timings = ", ".join(
+        f"{name} {median:.1f} ({low:.1f}-{high:.1f})"
+        for name, median, (low, high) in zip(
+            names, data["inference_images_per_second"], data["inference_interquartile"], strict=True
+        )
+    )
+    groups: dict[int, list[int]] = {}
+    for index, first in enumerate(data["architecture_same_as"]):
+        groups.setdefault(first, []).append(index)
+    architectures = "; ".join(
+        f"{' and '.join(names[i] for i in members)} have one architecture ({data['state_tensors'][first]} "
+        f"state-dict tensors of the same names and shapes, {data['parameters'][first]:,} parameters)"
+        if len(members) > 1
+        else f"{names[first]} has an architecture of its own ({data['parameters'][first]:,} parameters)"
+        for first, members in groups.items()
+    )
+    return (
+        f"Inference images/s on {device} with {data['threads']} threads, median (interquartile range) of "
+        f"{data['repeats']} interleaved repeats over {data['images']} test images (batch {data['batch_size']}) "
+        f"after an untimed warm-up: {timings}; {architectures}."
+    )
 
 
 def figure5_summary(data_path: Path) -> str:

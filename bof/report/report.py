@@ -8,8 +8,19 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from bof.errors import BofError
 from bof.io import atomic_write_json, atomic_write_text
-from bof.pipeline.matrix import Preset, figure_cells, figure_detector, jobs, left_out, run_dir
+from bof.pipeline.matrix import (
+    Preset,
+    figure_cells,
+    figure_data_targets,
+    figure_detector,
+    jobs,
+    left_out,
+    metric_targets,
+    record_path,
+    record_targets,
+)
 from bof.report import figures
 from bof.report.summary import convergence_markdown, counts, left_out_markdown, reproduction_frame, summary_markdown
 from bof.report.tables import table_frame, write_table
@@ -17,7 +28,7 @@ from bof.report.tables import table_frame, write_table
 log = logging.getLogger("bof.report")
 
 CAPTIONS = {
-    "figure1": "Figure 1. Accuracy against training and inference throughput (images/s on this machine), baseline and all freebies: the freebies cost nothing at inference.",
+    "figure1": "Figure 1. Accuracy against training throughput (left: each run's own images/s, seed means) and inference throughput (right: the models timed in one process over the first test images after an untimed warm-up, in repeats whose order alternates between the models; points: median of the repeats, bars: their interquartile range; device and numbers below), baseline and all freebies. The freebies cost nothing at inference because they change training only: each freebies model has its baseline's architecture, the same state-dict tensors with the same shapes (checked below). That identity, not the timing, is the evidence; the bars show how much timings move on this machine.",
     "figure2": "Figure 2. Mixup as image classification uses it (0.1 : 0.9, both images resized).",
     "figure3": "Figure 3. Geometry-preserving detection mixup: both images keep their geometry, boxes keep their weights.",
     "figure4": "Figure 4. Mixing-ratio distributions; red is classification's Beta(0.2, 0.2).",
@@ -42,40 +53,62 @@ def _attempt(name: str, make, missing: list[str]) -> list[Path]:
 
 
 def provenance(preset: Preset) -> dict:
+    """Which code, versions and machines produced the runs (from each run's ``run.json``)."""
     runs = [
         json.loads(path.read_text())
-        for path in (Path(run_dir(preset, job)) / "run.json" for job in jobs(preset))
+        for path in (Path(record_path(preset, job, "run.json")) for job in jobs(preset))
         if path.exists()
     ]
     commits = Counter(f"{r['git']['commit']}{' (dirty)' if r['git']['dirty'] else ''}" for r in runs if r.get("git"))
+    machines = Counter(_machine(r) for r in runs)
     return {
         "runs": len(runs),
         "expected_runs": len(jobs(preset)),
         "commits": dict(commits),
         "versions": runs[0]["versions"] if runs else {},
-        "devices": sorted({r["device"] for r in runs}),
+        "machines": dict(machines),
         "train_hours": sum(r["wall_seconds"] for r in runs) / 3600,
+        "finished": max((r["finished"] for r in runs if r.get("finished")), default=None),
     }
 
 
+def _machine(run: dict) -> str:
+    """``host: device`` with the CPU's model and core count where the run recorded them."""
+    machine = run.get("machine") or {}
+    details = ", ".join(
+        part for part in (machine.get("cpu"), f"{machine['cores']} cores" if machine.get("cores") else None) if part
+    )
+    return f"{run.get('host', 'unknown host')}: {run['device']}" + (f" ({details})" if details else "")
+
+
+class NoResults(BofError):
+    """``bof report`` found no metrics at all for the preset: nothing to tabulate, nothing written."""
+
+
 def make_report(preset: Preset) -> Path:
+    """Tables, figures, REPORT.md, summary.json and val_curves.json of ``preset``, from its
+    ``eval/`` and ``figure_data/`` folders alone (what git ships): no dataset, no checkpoint."""
     results = Path(preset.results)
+    if not any(Path(path).exists() for path in metric_targets(preset)):
+        raise NoResults(
+            f"{results}: no results of preset '{preset.name}' to report (none of its {len(metric_targets(preset))} "
+            f"metrics files exists, e.g. {metric_targets(preset)[0]}); run the pipeline first (`make run PRESET="
+            f"{preset.name}`), or use a preset whose results are shipped (`make figures PRESET=mini`). Nothing was written."
+        )
     tables_folder, figures_folder = results / "tables", results / "figures"
     missing: list[str] = []
     table_paths = {name: write_table(preset, name, tables_folder) for name in preset.tables}
-    check = results / "data" / "check_train.json"
-    train_images = json.loads(check.read_text())["images"] if check.exists() else 1
     available = figure_cells(preset)
     label = figures.DETECTOR_LABELS[figure_detector(preset) or "yolov3"]
     data = results / "figure_data"
     made = []
     if "figure1" in available:
         made += _attempt("figure 1", lambda: figures.figure1(preset, data / "figure1.json", figures_folder), missing)
-    made += _attempt("figures 2-4", lambda: figures.figures_2_to_4(preset, figures_folder), missing)
+    made += _attempt("figures 2-4", lambda: figures.figures_2_to_4(data / "figure2.json", figures_folder), missing)
     if "figure5" in available:
         made += _attempt("figure 5", lambda: figures.figure5(data / "figure5.json", figures_folder), missing)
     if "figure6" in available:
-        made += _attempt("figure 6", lambda: figures.figure6(preset, figures_folder, train_images), missing)
+        made += _attempt("figure 6", lambda: figures.figure6(preset, figures_folder), missing)
     if "figure7" in available:
         made += _attempt("figure 7", lambda: figures.figure7(data / "figure7.json", figures_folder, label), missing)
     for name in ("figure8", "figure9"):
@@ -89,16 +122,16 @@ def make_report(preset: Preset) -> Path:
         f"Seeds: {preset.seeds}. Dataset: {preset.dataset['kind']} at `{preset.dataset['root']}`. "
         f"Runs: {facts['runs']} of {facts['expected_runs']} finished ({facts['train_hours']:.2f} h of training).",
         "",
-        "Provenance: git "
+        "Provenance (from each run's `run.json`): trained by git commit "
         + ", ".join(f"`{c}` ({n} runs)" for c, n in facts["commits"].items())
         + "; "
         + ", ".join(f"{k} {v}" for k, v in facts["versions"].items() if v)
-        + "; devices: "
-        + ", ".join(facts["devices"])
+        + "; on "
+        + ", ".join(f"{m} ({n} runs)" for m, n in facts["machines"].items())
+        + (f"; last run finished {facts['finished']}" if facts["finished"] else "")
         + ".",
         "",
-        "Numbers are percentages. Δ is the difference to the row's baseline (paired by seed, with a 95 % t-interval when",
-        "several seeds ran); the paper's values are those it reports, on the real datasets at full scale.",
+        statistics_note(preset),
         "",
     ]
     lines += [summary_markdown(preset), "", convergence_markdown(preset), ""]
@@ -115,6 +148,8 @@ def make_report(preset: Preset) -> Path:
     for path in made:
         caption = CAPTIONS.get(path.stem, path.stem).replace("{detector}", label)
         lines += [f"![{path.stem}]({path.relative_to(results)})", "", caption, ""]
+        if path.stem == "figure1":
+            lines += [figures.figure1_summary(data / "figure1.json"), ""]
         if path.stem == "figure5":
             lines += [figures.figure5_summary(data / "figure5.json"), ""]
     report = results / "REPORT.md"
@@ -122,6 +157,35 @@ def make_report(preset: Preset) -> Path:
     atomic_write_json(results / "summary.json", summary(preset))
     atomic_write_json(results / "val_curves.json", validation_curves(preset))
     return report
+
+
+def statistics_note(preset: Preset) -> str:
+    """What the numbers and intervals are, and what 95 % per verdict implies over several verdicts."""
+    seeds = len(preset.seeds)
+    distinct = counts(reproduction_frame(preset))["deltas"]
+    interval = (
+        f"a two-sided 95 % Student-t interval of that mean ({seeds} seeds, {seeds - 1} degrees of freedom)"
+        if seeds > 1
+        else "no interval (one seed)"
+    )
+    return (
+        "Numbers are percentages (VOC07 mAP@0.5 or COCO AP@[.5:.95] on the preset's test split). Each Δ is the mean over"
+        f" the seeds of the difference between a row and its baseline trained with the same seed; the bracket is {interval}."
+        f" Every verdict is its own 95 % test: over the {distinct} distinct deltas here, about {0.05 * distinct:.2f} would"
+        " come out 'significant' in one direction or the other by chance alone if no trick changed anything, so one"
+        " verdict is weak evidence and a verdict another set of seeds does not repeat is noise. The paper's values are"
+        " those it reports, on the real datasets at full scale."
+    )
+
+
+def incomplete(preset: Preset) -> list[str]:
+    """What the preset's results lack: runs without their records or metrics, figures without data."""
+    gaps = [
+        path
+        for path in (*metric_targets(preset), *record_targets(preset), *figure_data_targets(preset))
+        if not Path(path).exists()
+    ]
+    return [f"{len(gaps)} files missing, e.g. {gaps[0]}"] if gaps else []
 
 
 def summary(preset: Preset) -> dict:
@@ -140,13 +204,14 @@ def validation_curves(preset: Preset) -> list[dict]:
     """Every run's validation metric by epoch in one long table, for `dvc plots`."""
     rows = []
     for job in jobs(preset):
-        path = Path(run_dir(preset, job)) / "val_curve.json"
+        path = Path(record_path(preset, job, "val_curve.json"))
         if path.exists():
             for point in json.loads(path.read_text()):
                 rows.append(
                     {
                         "run": f"{job.detector}/{job.combo}",
                         "seed": job.seed,
+                        "series": f"{job.detector}/{job.combo} seed {job.seed}",
                         "epoch": point["epoch"],
                         "value": 100 * point["value"] if point["value"] is not None else None,
                     }

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from bof.pipeline.matrix import Job, Preset, left_out, run_dir
+from bof.pipeline.matrix import Cell, Job, Preset, left_out, pretrain_config, pretrain_key, record_path
 from bof.report.tables import table_frame, table_rows
 
-# A baseline counts as converged when its validation mAP gained less than this many points over
-# the last quarter of its training (issue 11's "flat over the last quarter", made a number).
+# A run counts as converged when its validation metric moved less than this many points, up or
+# down, over the last quarter of its training (issue 11's "flat over the last quarter", a number)...
 FLAT_GAIN = 1.0
+# ...and it learnt something: it ended at this many points (%) or more. Random boxes score ~0 mAP;
+# a detector below 5 % has learnt next to nothing, and a flat curve there means stuck.
+LEARNT_MIN = 5.0
 
 VERDICTS = {
     "significant": "reproduced: same sign, interval excludes 0",
@@ -26,6 +29,7 @@ VERDICTS = {
     "opposite": "opposite sign, interval includes 0",
     "opposite-significant": "opposite sign, interval excludes 0",
     "missing": "not run",
+    "duplicate": "the same runs as {same_runs_as}: counted once",
 }
 
 
@@ -44,12 +48,17 @@ def verdict(paper_delta: float, delta: float | None, low: float | None, high: fl
 
 
 def reproduction_frame(preset: Preset) -> pd.DataFrame:
-    """One row per paper delta (every non-baseline row with a paper value) of the preset's tables."""
-    records = []
+    """One row per paper delta (every non-baseline row with a paper value) of the preset's tables.
+    A row measured by the same pair of runs as an earlier one (a detector ``same_as`` another, or a
+    cell two tables share with the same baseline) is the same experiment: its verdict is
+    ``duplicate``, naming the first, and it is not counted again."""
+    records, first_of = [], {}
     for name in preset.tables:
-        for row in table_frame(preset, name).itertuples():
+        for row, cells in zip(table_frame(preset, name).itertuples(), table_rows(preset, name), strict=True):
             if row.is_baseline or not _present(row.paper_delta):
                 continue
+            label = f"{name} {row.model}"
+            first = first_of.setdefault((row.run, row.baseline_run), label)
             records.append(
                 {
                     "table": name,
@@ -59,16 +68,46 @@ def reproduction_frame(preset: Preset) -> pd.DataFrame:
                     "delta_ci_low": row.delta_ci_low,
                     "delta_ci_high": row.delta_ci_high,
                     "seeds": row.seeds,
-                    "verdict": verdict(row.paper_delta, row.delta, row.delta_ci_low, row.delta_ci_high),
+                    "verdict": "duplicate"
+                    if first != label
+                    else verdict(row.paper_delta, row.delta, row.delta_ci_low, row.delta_ci_high),
+                    "same_runs_as": None if first == label else first,
+                    "confound": pretraining_confound(preset, cells.cell, cells.baseline),
                 }
             )
     return pd.DataFrame.from_records(
         records,
-        columns=["table", "model", "paper_delta", "delta", "delta_ci_low", "delta_ci_high", "seeds", "verdict"],
+        columns=[
+            "table",
+            "model",
+            "paper_delta",
+            "delta",
+            "delta_ci_low",
+            "delta_ci_high",
+            "seeds",
+            "verdict",
+            "same_runs_as",
+            "confound",
+        ],
     )
 
 
+def pretraining_confound(preset: Preset, cell: Cell, baseline: Cell) -> str | None:
+    """What else differs between a row and its baseline when one has the mixup-pretrained backbone:
+    the preset's mixup twin may pretrain longer (GluonCV's did: 200 epochs against 120), so the
+    delta measures mixup in pretraining and a longer pretraining together."""
+    backbone = pretrain_key(preset, cell.detector)
+    if cell.pretrain_mixup == baseline.pretrain_mixup or backbone is None:
+        return None
+    plain, mixed = (pretrain_config(preset, backbone, mixup).epochs for mixup in (False, True))
+    if plain == mixed:
+        return None
+    return f"the mixup backbone also pretrained {mixed} epochs, the plain one {plain}"
+
+
 def counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Distinct experiments only: a ``duplicate`` row is neither a delta nor a measurement."""
+    frame = frame[frame["verdict"] != "duplicate"]
     measured = frame[frame["verdict"] != "missing"]
     return {
         "deltas": len(frame),
@@ -101,13 +140,15 @@ def summary_markdown(preset: Preset) -> str:
         + (f"; {n['deltas'] - n['measured']} not run" if n["measured"] < n["deltas"] else "")
         + ".",
         "",
-        "| table | row | paper Δ | ours Δ [95% CI] | verdict |",
-        "|---|---|---:|---:|---|",
+        "| table | row | paper Δ | ours Δ [95% CI] | verdict | also differs |",
+        "|---|---|---:|---:|---|---|",
     ]
     for row in frame.itertuples():
         interval = f" [{number(row.delta_ci_low)}, {number(row.delta_ci_high)}]" if _present(row.delta_ci_low) else ""
+        said = VERDICTS[row.verdict].format(same_runs_as=row.same_runs_as)
         lines.append(
-            f"| {row.table} | {row.model} | {number(row.paper_delta)} | {number(row.delta)}{interval} | {VERDICTS[row.verdict]} |"
+            f"| {row.table} | {row.model} | {number(row.paper_delta)} | {number(row.delta)}{interval} | {said} "
+            f"| {row.confound if isinstance(row.confound, str) else '—'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -123,10 +164,27 @@ def last_quarter_gain(curve: list[dict]) -> tuple[float | None, float | None]:
     return final, (final - before[-1] if before else None)
 
 
+def convergence_state(finals: list[float], gains: list[float]) -> str:
+    """A run's convergence verdict over its seeds. *flat*: every seed moved (up or down) less than
+    FLAT_GAIN points over the last quarter, and every seed learnt something (ended at
+    LEARNT_MIN % or more: a detector below it has learnt next to nothing, and a flat curve
+    then says it is stuck, not converged). Otherwise: *still rising* / *falling* (some seed
+    moved FLAT_GAIN or more, up / down), *unsettled* (both), *learnt too little*, or *too few
+    validations* (none before the last quarter)."""
+    if not gains:
+        return "too few validations"
+    if min(finals) < LEARNT_MIN:
+        return "learnt too little"
+    rising, falling = max(gains) >= FLAT_GAIN, min(gains) <= -FLAT_GAIN
+    if rising and falling:
+        return "unsettled"
+    return "still rising" if rising else "falling" if falling else "flat"
+
+
 def convergence_frame(preset: Preset, *, other_rows: bool = False) -> pd.DataFrame:
     """One row per distinct baseline of the preset's tables (with ``other_rows``, per distinct
-    row that is no baseline): its final validation metric and how much it still gained over the
-    last quarter of training (mean and worst over seeds)."""
+    row that is no baseline): its final validation metric and how much it moved over the last
+    quarter of training (mean over seeds, and the seed that moved most, with its sign)."""
     rows = [row for name in preset.tables for row in table_rows(preset, name)]
     baselines = {row.baseline: None for row in rows}
     cells = {row.cell: None for row in rows if row.cell not in baselines} if other_rows else baselines
@@ -134,45 +192,48 @@ def convergence_frame(preset: Preset, *, other_rows: bool = False) -> pd.DataFra
     for cell in cells:
         finals, gains = [], []
         for seed in preset.seeds:
-            path = Path(run_dir(preset, Job(cell.detector, cell.combo, seed))) / "val_curve.json"
+            path = Path(record_path(preset, Job(cell.detector, cell.combo, seed), "val_curve.json"))
             if path.exists():
                 final, gain = last_quarter_gain(json.loads(path.read_text()))
                 if final is not None:
                     finals.append(final)
                 if gain is not None:
                     gains.append(gain)
+        state = convergence_state(finals, gains)
         records.append(
             {
                 "run": f"{cell.detector}/{cell.combo}",
                 "seeds": len(finals),
                 "final": sum(finals) / len(finals) if finals else None,
                 "gain": sum(gains) / len(gains) if gains else None,
-                "worst_gain": max(gains) if gains else None,
-                "flat": bool(gains) and max(gains) < FLAT_GAIN,
+                "worst_gain": max(gains, key=abs) if gains else None,
+                "state": state if finals else "not run",
+                "flat": state == "flat",
             }
         )
-    return pd.DataFrame.from_records(records, columns=["run", "seeds", "final", "gain", "worst_gain", "flat"])
+    return pd.DataFrame.from_records(records, columns=["run", "seeds", "final", "gain", "worst_gain", "state", "flat"])
 
 
 def _convergence_line(row) -> str:
     if row.seeds == 0:
         return f"| {row.run} | 0 | — | — | not run |"
     gain = "—" if row.gain is None else f"{row.gain:+.2f} ({row.worst_gain:+.2f})"
-    state = "flat" if row.flat else ("still rising" if row.gain is not None else "too few validations")
-    return f"| {row.run} | {row.seeds} | {row.final:.2f} | {gain} | {state} |"
+    return f"| {row.run} | {row.seeds} | {row.final:.2f} | {gain} | {row.state} |"
 
 
 def convergence_markdown(preset: Preset) -> str:
     """Whether each baseline had converged (a delta on an under-trained baseline says little), and
-    then whether the other rows had: a row still rising says its delta may not be its last word."""
+    then whether the other rows had: a row still moving says its delta may not be its last word."""
     frame = convergence_frame(preset)
     lines = [
         "## Are the baselines converged?",
         "",
-        f"Validation metric (%, on the preset's validation split) at the end of training, and what it gained over the last"
-        f" quarter of the epochs (mean over seeds; *flat* when every seed gained less than {FLAT_GAIN:g} point).",
+        "Validation metric (%, on the preset's validation split) at the end of training, and how much it moved over the"
+        " last quarter of the epochs (mean over seeds, and in brackets the seed that moved most, with its sign). *Flat*:"
+        f" every seed moved less than {FLAT_GAIN:g} point up or down, and every seed ended at {LEARNT_MIN:g} % or more"
+        " (below that a model has learnt next to nothing, and a flat curve means stuck, not converged).",
         "",
-        "| baseline run | seeds | final | last-quarter gain (worst seed) | |",
+        "| baseline run | seeds | final | last-quarter change (largest seed) | |",
         "|---|---:|---:|---:|---|",
     ]
     lines += [_convergence_line(row) for row in frame.itertuples()]
@@ -181,10 +242,10 @@ def convergence_markdown(preset: Preset) -> str:
     if len(others):
         lines += [
             "",
-            "The other rows, the same way (a row still rising when training ends might gain more with more epochs,"
+            "The other rows, the same way (a row still moving when training ends might end elsewhere with more epochs,"
             " so its delta says less than its interval suggests):",
             "",
-            "| run | seeds | final | last-quarter gain (worst seed) | |",
+            "| run | seeds | final | last-quarter change (largest seed) | |",
             "|---|---:|---:|---:|---|",
         ]
         lines += [_convergence_line(row) for row in others.itertuples()]

@@ -84,7 +84,10 @@ def table_frame(preset: Preset, name: str) -> pd.DataFrame:
     """One row per table row: numbers, seeds and the runs they come from."""
     metric = preset.tables[name]["metric"]
     records = []
+    first_of: dict[tuple[Cell, Cell], str] = {}
     for row in table_rows(preset, name):
+        # a detector declared `same_as` another trains no model of its own: its row is the same runs
+        same_runs_as = first_of.setdefault((row.cell, row.baseline), row.name)
         values, deltas = {}, []
         for seed in preset.seeds:
             value = read_metric(metric_path(preset, Job(row.cell.detector, row.cell.combo, seed), metric), metric)
@@ -112,6 +115,8 @@ def table_frame(preset: Preset, name: str) -> pd.DataFrame:
                 else row.paper - row.paper_baseline,
                 "is_baseline": row.cell == row.baseline,
                 "run": f"{row.cell.detector}/{row.cell.combo}",
+                "baseline_run": f"{row.baseline.detector}/{row.baseline.combo}",
+                "same_runs_as": None if same_runs_as == row.name else same_runs_as,
             }
         )
     return pd.DataFrame.from_records(records)
@@ -137,9 +142,12 @@ def formatted(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
             text += f" [{row.delta_ci_low:+.2f}, {row.delta_ci_high:+.2f}]"
         return text
 
+    def model(row) -> str:
+        return f"{row.model} (the {row.same_runs_as} runs)" if isinstance(row.same_runs_as, str) else row.model
+
     return pd.DataFrame(
         {
-            "Model": frame["model"],
+            "Model": [model(r) for r in frame.itertuples()],
             f"ours {label}": [ours(r) for r in frame.itertuples()],
             "ours Δ [95% CI]": [delta(r) for r in frame.itertuples()],
             "paper": [_number(v) for v in frame["paper"]],
@@ -156,8 +164,28 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
+LATEX_FOR = {"Δ": r"$\Delta$", "±": r"$\pm$", "—": "---", "–": "--", "×": r"$\times$", "−": "-", "≥": r"$\geq$"}
+
+
+def _ascii_latex(text: str) -> str:
+    """``text`` with its non-ASCII characters as LaTeX commands, so that pdflatex compiles it without
+    inputenc or a Unicode engine; a character with no command here falls back to its ASCII letters
+    (é -> e) or ``?``."""
+    import unicodedata
+
+    def plain(character: str) -> str:
+        if character.isascii():
+            return character
+        if character in LATEX_FOR:
+            return LATEX_FOR[character]
+        return unicodedata.normalize("NFKD", character).encode("ascii", "ignore").decode() or "?"
+
+    return "".join(plain(character) for character in text)
+
+
 def write_table(preset: Preset, name: str, folder: Path) -> dict[str, Path]:
-    """``<folder>/<name>.{md,tex,csv}``; returns the paths."""
+    """``<folder>/<name>.{md,tex,csv}``; returns the paths. The .tex is pure ASCII (Δ as ``$\\Delta$``);
+    the CSV holds the numbers rounded as the Markdown shows them (2 decimals)."""
     from bof.io import atomic_write_text
 
     frame = table_frame(preset, name)
@@ -165,7 +193,9 @@ def write_table(preset: Preset, name: str, folder: Path) -> dict[str, Path]:
     title = preset.tables[name]["title"]
     paths = {"md": folder / f"{name}.md", "tex": folder / f"{name}.tex", "csv": folder / f"{name}.csv"}
     atomic_write_text(paths["md"], f"**{title}**\n\n" + to_markdown(table))
+    # after escape=True (which escapes _ % &), or it would escape the $ and \ of $\Delta$
     latex = table.to_latex(index=False, caption=title, label=f"tab:{name}", escape=True)
-    atomic_write_text(paths["tex"], latex)
-    atomic_write_text(paths["csv"], frame.to_csv(index=False))
+    atomic_write_text(paths["tex"], _ascii_latex(latex))
+    decimals = {column: 2 for column in frame.columns if pd.api.types.is_float_dtype(frame[column])}
+    atomic_write_text(paths["csv"], frame.round(decimals).to_csv(index=False))
     return paths

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,7 @@ import torch
 
 from bof.engine.checkpoint import load_checkpoint, save_checkpoint
 from bof.errors import BofError
-from bof.io import atomic_write_json
+from bof.io import atomic_write_json, atomic_write_text
 
 WRITER = textwrap.dedent(
     """
@@ -93,6 +94,46 @@ def test_a_kill_in_the_middle_of_a_write_leaves_the_previous_file(tmp_path, kind
     assert 0 < temporary.stat().st_size < path.stat().st_size  # half written: the kill landed mid-write
     with pytest.raises((BofError, ValueError)):
         check(kind, temporary)
+
+
+@pytest.mark.parametrize(
+    ("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=["umask022", "umask077", "umask002"]
+)
+def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    """As ``open(path, "w")``: 0o666 less the umask, for a new file and for a replaced one (mkstemp's 0600 would
+    leave metrics, checkpoints and tables unreadable to lab-mates on a shared cluster)."""
+    previous = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "REPORT.md", "new")
+        (tmp_path / "metrics.json").write_text("{}")
+        (tmp_path / "metrics.json").chmod(0o600)
+        atomic_write_json(tmp_path / "metrics.json", {"mAP": 0.5})
+        save_checkpoint({"generation": 1}, tmp_path / "model.pt")
+        with open(tmp_path / "reference.txt", "w"):
+            pass
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"REPORT.md": mode, "metrics.json": mode, "model.pt": mode, "reference.txt": mode}
+
+
+def test_without_proc_the_umask_is_read_and_put_back(tmp_path, monkeypatch):
+    """Where /proc/self/status cannot be read (macOS, a locked-down container) the umask is read by setting it."""
+    read_text = Path.read_text
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", no_proc)
+    previous = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "table3.md", "x")
+        assert os.umask(0o027) == 0o027  # put back as it was
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "table3.md").stat().st_mode) == 0o640
 
 
 @pytest.fixture

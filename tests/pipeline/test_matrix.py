@@ -186,7 +186,9 @@ def job_counts(output: str) -> dict[str, int]:
                 "pretrain": 2,
                 "train": 15,
                 "evaluate_voc": 15,
+                "run_record": 15,  # each run's run.json and val_curve.json beside its metrics
                 "figure_data": 3,  # Figures 1, 5 and 7
+                "figure_data_training_pair": 1,  # Figures 2-3
                 "report": 1,
             },
         ),
@@ -198,7 +200,9 @@ def job_counts(output: str) -> dict[str, int]:
                 "pretrain": 6,
                 "train": 14,
                 "evaluate_coco": 12,
+                "run_record": 14,
                 "figure_data": 3,  # Figures 1, 5 and 7
+                "figure_data_training_pair": 1,  # Figures 2-3
                 "report": 1,
             },
         ),

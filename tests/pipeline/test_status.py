@@ -70,3 +70,43 @@ def test_an_old_unfinished_run_is_interrupted_and_the_cli_prints(tmp_path, capsy
     assert {s.name: s for s in pipeline_status(preset)}[str(folder)].state == "interrupted"
     assert main(["status", "--preset", str(path)]) == 0
     assert "interrupted" in capsys.readouterr().out
+
+
+def test_no_minutes_for_work_whose_pace_was_never_measured(tmp_path):
+    """The issue's moment: one pretraining done, the other halfway, no training started. The pretrainings
+    have a pace, the detectors none: "roughly 2 min left" there was a guess for ~100 min of trainings."""
+    from bof.engine.checkpoint import save_checkpoint
+
+    path, preset = smoke_preset(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    for settings in raw["pretrain"].values():
+        settings["epochs"] = 4
+    path.write_text(yaml.safe_dump(raw))
+    preset = matrix.load_preset(path)
+    (done, *running) = matrix.pretrain_jobs(preset)
+    folder = Path(matrix.pretrain_dir(preset, *done))
+    folder.mkdir(parents=True)
+    (folder / "backbone.pt").write_bytes(b"")
+    (folder / "run.json").write_text(json.dumps({"wall_seconds": 30.0}))
+    for backbone, mixup in running:
+        folder = Path(matrix.pretrain_dir(preset, backbone, mixup))
+        save_checkpoint({"state": {"epoch": 2}}, folder / "checkpoint.pt")
+    states = pipeline_status(preset)
+    assert {s.state for s in states if s.kind == "pretrain"} == {"done", "running"}
+    detectors = sorted({j.detector for j in matrix.jobs(preset)})
+    assert all(s.state == "waiting" for s in states if s.kind != "pretrain") and len(detectors) > 1
+    assert estimate_seconds_left(states, cores=2) is None
+    waiting = len(states) - 1 - len(running)
+    assert format_status(states, cores=2).splitlines()[0] == (
+        f"1 of {len(states)} pretraining and training jobs done, {len(running)} running, {waiting} waiting; "
+        f"time left unknown: no {', '.join(detectors[:-1])} or {detectors[-1]} job has shown its pace yet"
+    )
+    # once one detector has finished a run, the line still gives no minutes while another has none
+    yolo = next(j for j in matrix.jobs(preset) if j.detector == "yolov3")
+    fake_run(Path(matrix.run_dir(preset, yolo)), iterations_logged=6, per_epoch=3, done_seconds=100.0)
+    text = format_status(pipeline_status(preset), cores=2)
+    unpaced = [d for d in detectors if d != "yolov3"]
+    assert (
+        text.splitlines()[0].endswith(f"; time left unknown: no {' or '.join(unpaced)} job has shown its pace yet")
+        and "min left" not in text
+    )

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from scipy import stats
@@ -90,15 +91,17 @@ def test_reproduction_summary_counts_signs_and_intervals(preset):
     assert verdicts["beta(1.0, 1.0), weighted loss"] == "sign"  # mean +0.17, interval across 0
     assert verdicts["beta(1.5, 1.5), weighted loss"] == "opposite-significant"
     assert verdicts["YOLOv3: Our BoF"] == "missing" and "baseline" not in verdicts
-    assert counts(frame) == {"deltas": 6, "measured": 3, "same_sign": 2, "significant": 1, "opposite_significant": 1}
+    # 6 rows with a paper delta, 5 experiments: smoke's R101 is the R50 runs (counted once)
+    assert counts(frame) == {"deltas": 5, "measured": 3, "same_sign": 2, "significant": 1, "opposite_significant": 1}
     assert "**2 of 3 of the paper's deltas reproduced in sign, 1 significant**" in summary_markdown(preset)
 
 
 def write_curve(preset, cell, seed, values, epochs):
-    folder = Path(matrix.run_dir(preset, matrix.Job(cell.detector, cell.combo, seed)))
-    folder.mkdir(parents=True, exist_ok=True)
+    """The run's validation curve where the report reads it: beside its metrics in eval/."""
+    path = Path(matrix.record_path(preset, matrix.Job(cell.detector, cell.combo, seed), "val_curve.json"))
+    path.parent.mkdir(parents=True, exist_ok=True)
     curve = [{"epoch": e, "metric": "mAP", "value": v} for e, v in zip(epochs, values, strict=True)]
-    (folder / "val_curve.json").write_text(json.dumps(curve))
+    path.write_text(json.dumps(curve))
 
 
 def test_baselines_are_flat_when_every_seed_gained_under_a_point_in_the_last_quarter(preset):
@@ -149,6 +152,121 @@ def test_a_faster_rcnn_figure_detector_draws_figure_6_and_reports_the_rows_left_
     for cell in (step, cosine):
         for seed in preset.seeds:
             write_curve(preset, cell, seed, [0.5, 0.6, 0.65, 0.66], [6, 12, 18, 24])
-    paths = figures.figure6(preset, tmp_path / "figures", train_images=300)
+    run = Path(matrix.record_path(preset, matrix.Job(step.detector, step.combo, preset.seeds[0]), "run.json"))
+    run.write_text(json.dumps({"train_images": 300}))
+    paths = figures.figure6(preset, tmp_path / "figures")
     assert [p.name for p in paths] == ["figure6a.png", "figure6b.png"] and all(p.stat().st_size > 0 for p in paths)
     assert left_out_markdown(preset) == "**Left out by the preset** (mini.yaml says why): table4: YOLOv3."
+
+
+@pytest.mark.parametrize(
+    ("finals", "state"),
+    [
+        # the issue's two misread runs: a 1.9 % baseline that gained +0.78, one that fell 1.05
+        ((0.011, 0.0188), "learnt too little"),
+        ((0.30, 0.2895), "falling"),
+        ((0.30, 0.3099), "flat"),
+        ((0.30, 0.3001), "flat"),
+        ((0.30, 0.3101), "still rising"),
+        ((0.30, 0.2901), "flat"),
+        ((0.30, 0.2899), "falling"),
+    ],
+)
+def test_flat_means_every_seed_moved_under_a_point_either_way_and_learnt_something(preset, finals, state):
+    from bof.report.summary import convergence_frame, convergence_markdown
+
+    preset = matrix.Preset(preset.path, preset.raw, {"table1": preset.tables["table1"]})
+    base = matrix.table_cells(preset, "table1")[0][0]
+    start, last = finals
+    write_curve(preset, base, 0, [0.0, start / 2, start, last], [5, 10, 15, 20])
+    write_curve(preset, base, 1, [0.0, start / 2, start, start], [5, 10, 15, 20])  # a seed that did not move
+    row = convergence_frame(preset).iloc[0]
+    assert row["state"] == state and row["flat"] == (state == "flat")
+    assert f"| {state} |" in convergence_markdown(preset)
+
+
+def test_an_r101_that_is_the_r50_run_is_marked_and_counted_once(preset, tmp_path):
+    """The smoke preset's frcnn_r101 is `same_as: frcnn_r50`: Table 4's two Faster R-CNN rows are
+    the same pair of runs, so the table says so and the summary counts one experiment."""
+    from bof.report.summary import counts, reproduction_frame, summary_markdown
+
+    assert preset.raw["detectors"]["frcnn_r101"] == {"same_as": "frcnn_r50"}
+    preset = matrix.Preset(preset.path, preset.raw, {"table4": preset.tables["table4"]})
+    (r50_orig, r50_bof), (r101_orig, r101_bof), _ = matrix.table_cells(preset, "table4")
+    assert (r50_orig, r50_bof) == (r101_orig, r101_bof)
+    for seed in range(3):
+        write_metric(preset, r50_orig, seed, 0.30 + 0.01 * seed, "coco")
+        write_metric(preset, r50_bof, seed, 0.32 + 0.01 * seed + 0.001 * seed, "coco")
+    frame = reproduction_frame(preset)
+    assert list(frame["verdict"]) == ["significant", "duplicate", "missing"]
+    assert counts(frame) == {"deltas": 2, "measured": 1, "same_sign": 1, "significant": 1, "opposite_significant": 0}
+    summary = summary_markdown(preset)
+    assert "**1 of 1 of the paper's deltas reproduced in sign, 1 significant**" in summary
+    assert (
+        "| table4 | Faster-RCNN R101: Our BoF | +1.70 | +2.10 [+1.85, +2.35] | the same runs as table4 Faster-RCNN R50: Our BoF: counted once | — |"
+        in summary
+    )
+    markdown = write_table(preset, "table4", tmp_path / "tables")["md"].read_text()
+    assert "| Faster-RCNN R101: Our BoF (the Faster-RCNN R50: Our BoF runs) | 33.10 ± 1.10 |" in markdown
+    assert "| Faster-RCNN R50: Our BoF | 33.10 ± 1.10 |" in markdown
+
+
+def test_seeds_moving_a_point_both_ways_are_unsettled(preset):
+    from bof.report.summary import convergence_frame
+
+    preset = matrix.Preset(preset.path, preset.raw, {"table1": preset.tables["table1"]})
+    base = matrix.table_cells(preset, "table1")[0][0]
+    write_curve(preset, base, 0, [0.1, 0.2, 0.30, 0.312], [5, 10, 15, 20])
+    write_curve(preset, base, 1, [0.1, 0.2, 0.30, 0.288], [5, 10, 15, 20])
+    row = convergence_frame(preset).iloc[0]
+    assert (
+        row["state"] == "unsettled"
+        and row["gain"] == pytest.approx(0.0)
+        and abs(row["worst_gain"]) == pytest.approx(1.2)
+    )
+
+
+def test_tex_is_ascii_and_csv_is_rounded_as_displayed(preset, tmp_path):
+    """pdflatex without inputenc breaks on a raw Δ or ±; a CSV cell is not 1.1000000000000014 but 1.1."""
+    import csv
+
+    preset = matrix.Preset(preset.path, preset.raw, {"table4": preset.tables["table4"]})
+    (orig, bof), *_ = matrix.table_cells(preset, "table4")
+    for seed in range(3):
+        write_metric(preset, orig, seed, 0.30, "coco")
+        write_metric(preset, bof, seed, 0.311, "coco")
+    assert table_frame(preset, "table4").iloc[1].delta == 1.1000000000000014  # 100 * 0.311 - 100 * 0.30
+    paths = write_table(preset, "table4", tmp_path / "tables")
+    tex = paths["tex"].read_text()
+    assert tex.isascii() and "±" not in tex and "Δ" not in tex
+    header = r"Model & ours AP@[.5:.95] (COCO) & ours $\Delta$ [95\% CI] & paper & paper $\Delta$ & seeds \\"
+    assert header in tex.splitlines()
+    assert r"31.10 $\pm$ 0.00 & +1.10 [+1.10, +1.10] &" in tex and " & --- & " in tex  # "—": not run
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert {key: rows[1][key] for key in ("ours", "ours_std", "seeds", "delta", "delta_ci_low", "is_baseline")} == {
+        "ours": "31.1",
+        "ours_std": "0.0",
+        "seeds": "3",
+        "delta": "1.1",
+        "delta_ci_low": "1.1",
+        "is_baseline": "False",
+    }
+
+
+def test_a_mixup_backbone_pretrained_longer_is_named_beside_its_verdict(preset):
+    """mini's mixup twins pretrain 100 epochs against 60: a row with the mixup backbone against a
+    baseline without it carries that difference; a row on one backbone does not."""
+    from bof.report.summary import reproduction_frame, summary_markdown
+
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw["results"] = preset.raw["results"]
+    mini = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
+    frame = reproduction_frame(mini).set_index(["table", "model"])
+    longer = "the mixup backbone also pretrained 100 epochs, the plain one 60"
+    assert frame.loc[("table4", "Faster-RCNN R50: Our BoF"), "confound"] == longer
+    assert frame.loc[("table6", "+Mixup R101 / -Mixup FRCNN"), "confound"] == longer
+    assert pd.isna(frame.loc[("table3", "+ mixup"), "confound"])
+    assert pd.isna(frame.loc[("table6", "-Mixup R101 / +Mixup FRCNN"), "confound"])
+    summary = summary_markdown(mini)
+    # Table 4: R50 and its duplicate R101; Table 6: the two rows on the mixup backbone
+    assert summary.count(f"| {longer} |") == 4 and "| nan |" not in summary

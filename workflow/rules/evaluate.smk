@@ -59,7 +59,39 @@ rule figure_data:
         "OMP_NUM_THREADS={threads} {BOF} figure-data {wildcards.figure} --models {input:q} --count {params.examples} --out {output:q} > {log:q} 2>&1"
 
 
+# Figures 2-3 show two training images: kept in their JSON, so the report needs no dataset.
+rule figure_data_training_pair:
+    input:
+        DATA_CHECKS,
+    output:
+        f"{RESULTS}/figure_data/figure2.json",
+    log:
+        f"{RESULTS}/logs/figure_data_figure2.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figure_data_figure2.tsv"
+    params:
+        data=json.dumps(matrix.data_section(PRESET)),
+    shell:
+        "{BOF} figure-data figure2 --data-json {params.data:q} --out {output:q} > {log:q} 2>&1"
+
+
+# A run's provenance and validation curve beside its metrics: eval/ then holds everything the
+# report reads of a run, and is what git ships (the run folder keeps the checkpoints).
+rule run_record:
+    input:
+        run=f"{RUN}/run.json",
+        curve=f"{RUN}/val_curve.json",
+    output:
+        run=f"{EVAL}/run.json",
+        curve=f"{EVAL}/val_curve.json",
+    log:
+        f"{RESULTS}/logs/evaluate/{{detector}}/{{combo}}_seed{{seed}}_record.log",
+    shell:
+        "(cp {input.run:q} {output.run:q} && cp {input.curve:q} {output.curve:q}) > {log:q} 2>&1"
+
+
 rule evaluate_all:
     input:
         matrix.metric_targets(PRESET),
         matrix.figure_data_targets(PRESET),
+        matrix.record_targets(PRESET),

@@ -1,11 +1,11 @@
-# The report's files are outputs with captions, so `snakemake --report report.html` makes one
+# The report reads eval/ and figure_data/ only (what git ships), never the runs or the dataset.
+# Its files are outputs with captions, so `snakemake --report report.html` makes one
 # self-contained page: the DAG, the runtimes, the config, Tables 1-6 and Figures 1-9.
 rule report:
     input:
         matrix.metric_targets(PRESET),
         matrix.figure_data_targets(PRESET),
-        [f"{matrix.run_dir(PRESET, j)}/run.json" for j in matrix.jobs(PRESET)],
-        DATA_CHECKS,
+        matrix.record_targets(PRESET),
     output:
         report(
             f"{RESULTS}/REPORT.md", caption="../report/report.rst", category="Report"
