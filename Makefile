@@ -21,7 +21,8 @@ SNAKEMAKE := $(ENV) $(BIN)/snakemake --cores $(CORES) --configfile config/$(PRES
 
 # The main job: the stages of dvc.yaml (data, pretrain, train, evaluate, report) of one preset
 # (report@mini and the stages before it), each a Snakemake target; outputs land in results/mini/
-# and DVC's cache. No tracked file but dvc.lock changes.
+# and DVC's cache. Tracked files that change: the preset's shipped results (results/<preset>/ less
+# what .gitignore leaves to DVC); it also writes dvc.lock, which this repository does not track.
 # While it runs, `bof status` prints every STATUS_EVERY seconds how many jobs are done, which
 # are running (and how far) and an estimate of the time left (`make status` prints it once).
 STATUS_EVERY ?= 120
