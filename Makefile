@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bof-installed
 
-.PHONY: setup run status pipeline figures ship pull test lint clean-venv
+.PHONY: setup run replicate status pipeline figures ship pull test lint clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ run: setup
 	@$(BIN)/bof status --preset config/$(PRESET).yaml --cores $(CORES) --watch $(STATUS_EVERY) & watcher=$$!; \
 	$(ENV) $(BIN)/dvc repro report@$(PRESET); code=$$?; kill $$watcher 2> /dev/null; exit $$code
 
+# After `make run`: the preset's second, independent set of seeds (`replication_seeds`; ~1 h 40 min
+# more for mini), the same jobs with other seeds, on the same data and backbones. The report then
+# pools both sets and calls a verdict the two sets disagree on "not replicated". Snakemake runs it
+# (as `make pipeline` does), not DVC. A later `make run` lets DVC clear eval/ and rebuilds its own
+# three seeds' part; `make replicate` then re-evaluates the second set (its trainings are kept).
+replicate: setup
+	@$(BIN)/bof status --preset config/$(PRESET).yaml --cores $(CORES) --replicate --watch $(STATUS_EVERY) & watcher=$$!; \
+	$(SNAKEMAKE) --config replicate=true; code=$$?; kill $$watcher 2> /dev/null; exit $$code
+
 status: setup
 	@$(BIN)/bof status --preset config/$(PRESET).yaml --cores $(CORES)
 
@@ -42,8 +51,9 @@ pipeline: setup
 figures: setup
 	$(ENV) $(BIN)/bof report --preset config/$(PRESET).yaml
 
-# After `make run`: check that the preset's results are complete, rebuild the report from them,
-# and stage the shipped results (results/<preset>/ less what .gitignore leaves to DVC) for a commit.
+# After `make run` and `make replicate`: check that the preset's results are complete (every run of
+# both sets of seeds, every figure's data), rebuild the report from them, and stage the shipped
+# results (results/<preset>/ less what .gitignore leaves to DVC) for a commit.
 ship: setup
 	$(ENV) $(BIN)/bof report --preset config/$(PRESET).yaml --complete
 	git add --all results/$(PRESET)

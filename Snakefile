@@ -21,6 +21,9 @@ if not config:  # no --configfile given: the default main job
 # `--config retrain=true` (with --forcerun): start the forced trainings and pretrainings over
 # instead of resuming their checkpoints (which are set aside, not deleted).
 RESTART = "--restart" if config.pop("retrain", False) else ""
+# `--config replicate=true` (make replicate): train the preset's replication_seeds as well.
+if "replicate" in config:
+    config["replicate"] = str(config["replicate"]).lower() in ("true", "1", "yes")
 
 validate(config, "workflow/schemas/config.schema.yaml")
 

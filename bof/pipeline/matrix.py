@@ -55,7 +55,25 @@ class Preset:
 
     @property
     def seeds(self) -> list[int]:
-        return list(self.raw["seeds"])
+        """The seeds the pipeline trains: ``seeds``, and ``replication_seeds`` too with ``replicate``."""
+        return [seed for half in self.seed_halves[: 2 if self.raw.get("replicate") else 1] for seed in half]
+
+    @property
+    def seed_halves(self) -> list[list[int]]:
+        """``seeds`` (what ``make run`` trains) and, when the preset names them, ``replication_seeds``:
+        a second, independent set the report pools with the first and checks each verdict against."""
+        return [list(self.raw["seeds"])] + (
+            [list(self.raw["replication_seeds"])] if self.raw.get("replication_seeds") else []
+        )
+
+    def with_seeds(self, seeds: list[int]) -> Preset:
+        """This preset reading exactly ``seeds``: the report's view of one half, or of both pooled (not
+        for building jobs: pretraining takes the first of ``seeds``). It still names the replication
+        seeds when ``seeds`` holds none of them (the first half)."""
+        raw = {**self.raw, "seeds": list(seeds), "replicate": False}
+        if set(seeds) & set(raw.get("replication_seeds", [])):
+            raw.pop("replication_seeds")
+        return Preset(self.path, raw, self.tables)
 
     @property
     def dataset(self) -> dict:
@@ -82,6 +100,13 @@ def load_preset(path: str | Path, raw: dict | None = None, *, default_tables: st
     unknown = [name for name in raw["tables"] if name not in all_tables]
     if unknown:
         raise ConfigError(f"{path}: tables {unknown} are not defined in {tables_path}")
+    overlap = sorted(set(raw["seeds"]) & set(raw.get("replication_seeds", [])))
+    if overlap:
+        raise ConfigError(f"{path}: replication_seeds {overlap} are also in seeds: a replication needs other seeds")
+    if raw.get("replicate") and not raw.get("replication_seeds"):
+        raise ConfigError(
+            f"{path}: replicate asks for the replication seeds, but the preset names no replication_seeds"
+        )
     preset = Preset(path, raw, {name: _leave_out(path, name, all_tables[name], raw) for name in raw["tables"]})
     figure_detector(preset)
     for name, table in preset.tables.items():
@@ -159,7 +184,21 @@ def _tricks(preset: Preset, detector: str, changes: dict) -> dict:
     return tricks
 
 
-def combo_name(tricks: dict, baseline: dict, pretrain_mixup: bool) -> str:
+# How a cell's backbone was pretrained: the plain recipe, its mixup twin, or the control the paper
+# does not have: the plain backbone trained with the mixup twin's recipe (as long), without mixup.
+PRETRAININGS = ("plain", "mixup", "plain-long")
+PRETRAINING_SLUG = {"plain": "", "mixup": "premix", "plain-long": "prelong"}
+
+
+def pretraining_of(spec: dict) -> str:
+    """A table entry's pretraining: ``pretraining: plain-long`` (a control), else ``pretrain_mixup``."""
+    pretraining = spec.get("pretraining", "mixup" if spec.get("pretrain_mixup", False) else "plain")
+    if pretraining not in PRETRAININGS:
+        raise ConfigError(f"pretraining '{pretraining}' is not one of {list(PRETRAININGS)}")
+    return pretraining
+
+
+def combo_name(tricks: dict, baseline: dict, pretraining: str) -> str:
     """A readable, canonical name for what differs from the baseline, e.g.
     ``bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix``; ``baseline`` when nothing does."""
     parts = []
@@ -191,8 +230,8 @@ def combo_name(tricks: dict, baseline: dict, pretrain_mixup: bool) -> str:
             parts[-1] += "-unweighted"
         if mixup.get("mode", "off") != "off" and mixup.get("loss_scale", 1.0) != 1.0:
             parts[-1] += f"-scale{mixup['loss_scale']:g}"
-    if pretrain_mixup:
-        parts.append("premix")
+    if PRETRAINING_SLUG[pretraining]:
+        parts.append(PRETRAINING_SLUG[pretraining])
     return "_".join(parts) or "baseline"
 
 
@@ -203,49 +242,90 @@ class Cell:
     detector: str
     combo: str
     tricks_json: str  # the effective tricks, JSON (hashable)
-    pretrain_mixup: bool
+    pretraining: str  # one of PRETRAININGS
+
+    @property
+    def pretrain_mixup(self) -> bool:
+        return self.pretraining == "mixup"
 
 
-def cell(preset: Preset, detector: str, changes: dict, pretrain_mixup: bool) -> Cell:
+def cell(preset: Preset, detector: str, changes: dict, pretraining: str) -> Cell:
     detector = canonical(preset, detector)
     tricks = _tricks(preset, detector, changes)
     baseline = _tricks(preset, detector, {})
-    return Cell(
-        detector, combo_name(tricks, baseline, pretrain_mixup), json.dumps(tricks, sort_keys=True), pretrain_mixup
-    )
+    return Cell(detector, combo_name(tricks, baseline, pretraining), json.dumps(tricks, sort_keys=True), pretraining)
 
 
 def table_cells(preset: Preset, name: str) -> list[list[Cell]]:
     """The table's cells, row by row (``rows``: one column; ``pairs``: baseline and BoF; ``grid``: the grid)."""
     table = preset.tables[name]
     if table["kind"] == "rows":
-        return [
-            [cell(preset, table["detector"], row["tricks"], row.get("pretrain_mixup", False))] for row in table["rows"]
-        ]
+        return [[cell(preset, table["detector"], row["tricks"], pretraining_of(row))] for row in table["rows"]]
     if table["kind"] == "pairs":
         return [
             [
-                cell(
-                    preset,
-                    row["detector"],
-                    row["baseline"].get("tricks", {}),
-                    row["baseline"].get("pretrain_mixup", False),
-                ),
-                cell(preset, row["detector"], row["bof"].get("tricks", {}), row["bof"].get("pretrain_mixup", False)),
+                cell(preset, row["detector"], row["baseline"].get("tricks", {}), pretraining_of(row["baseline"])),
+                cell(preset, row["detector"], row["bof"].get("tricks", {}), pretraining_of(row["bof"])),
             ]
             for row in table["rows"]
         ]
     if table["kind"] == "grid":
         return [
             [
-                cell(
-                    preset, table["detector"], _merge(table.get("tricks", {}), column["tricks"]), row["pretrain_mixup"]
-                )
+                cell(preset, table["detector"], _merge(table.get("tricks", {}), column["tricks"]), pretraining_of(row))
                 for column in table["columns"]
             ]
             for row in table["rows"]
         ]
     raise ConfigError(f"{preset.path}: table {name} has unknown kind {table['kind']!r}")
+
+
+@dataclass(frozen=True)
+class Control:
+    """A row the paper does not have, that removes a confound from its rows: ``cell`` takes the place
+    of ``replaces`` (same detector and tricks) with only its pretraining changed."""
+
+    name: str
+    cell: Cell
+    replaces: Cell  # the paper's cell with the confound (e.g. +Mixup backbone, pretrained longer)
+    plain: Cell  # the paper's cell without it (the plain backbone, pretrained as the recipe says)
+
+
+def controls(preset: Preset, name: str) -> list[Control]:
+    """A grid table's ``controls``, when the preset asks for them (``controls: true``): each names a
+    pretraining and the columns it is run in. A control whose pretraining is the plain one's in this
+    preset (no confound: the mixup twin pretrains alike) is no control, and is left out."""
+    table = preset.tables[name]
+    if table["kind"] != "grid" or not preset.raw.get("controls", False):
+        return []
+    grid = table_cells(preset, name)
+    pretrainings = [pretraining_of(row) for row in table["rows"]]
+    if table.get("controls") and not {"plain", "mixup"} <= set(pretrainings):
+        raise ConfigError(
+            f"{preset.path}: {name} has controls, but no plain and mixup backbone rows for them to separate"
+        )
+    plain_row, mixup_row = pretrainings.index("plain"), pretrainings.index("mixup")
+    columns = [column["name"] for column in table["columns"]]
+    found = []
+    for spec in table.get("controls", []):
+        pretraining = pretraining_of(spec)
+        for column in spec["columns"]:
+            if column not in columns:
+                raise ConfigError(
+                    f"{preset.path}: {name}: control '{spec['name']}' names no column '{column}' of {columns}"
+                )
+            c = columns.index(column)
+            plain = grid[plain_row][c]
+            backbone = pretrain_key(preset, plain.detector)
+            if backbone is None or pretrain_config(preset, backbone, pretraining) == pretrain_config(
+                preset, backbone, "plain"
+            ):
+                continue
+            tricks = json.loads(plain.tricks_json)
+            baseline = _tricks(preset, plain.detector, {})
+            control = Cell(plain.detector, combo_name(tricks, baseline, pretraining), plain.tricks_json, pretraining)
+            found.append(Control(f"{spec['name']} / {column}", control, grid[mixup_row][c], plain))
+    return found
 
 
 def figure_cells(preset: Preset) -> dict[str, tuple[Cell, ...]]:
@@ -263,16 +343,16 @@ def figure_cells(preset: Preset) -> dict[str, tuple[Cell, ...]]:
             row = next((r for r in preset.tables["table4"]["rows"] if r["detector"] == of), None)
             if row is not None:
                 figures[name] = (
-                    cell(preset, of, row["baseline"].get("tricks", {}), row["baseline"].get("pretrain_mixup", False)),
-                    cell(preset, of, row["bof"].get("tricks", {}), row["bof"].get("pretrain_mixup", False)),
+                    cell(preset, of, row["baseline"].get("tricks", {}), pretraining_of(row["baseline"])),
+                    cell(preset, of, row["bof"].get("tricks", {}), pretraining_of(row["bof"])),
                 )
                 continue
         table = {"yolov3": "table2", "frcnn_r50": "table3"}[of]
         if table in preset.tables:
             rows = {row["name"]: row for row in preset.tables[table]["rows"]}
             figures[name] = (
-                cell(preset, of, rows["baseline"]["tricks"], False),
-                cell(preset, of, preset.tables[table]["rows"][-1]["tricks"], False),
+                cell(preset, of, rows["baseline"]["tricks"], "plain"),
+                cell(preset, of, preset.tables[table]["rows"][-1]["tricks"], "plain"),
             )
     bof_figure = {"yolov3": "figure8", "frcnn_r50": "figure9"}.get(detector)
     if bof_figure in figures:
@@ -294,23 +374,23 @@ def _figures_5_and_6(preset: Preset, detector: str) -> dict[str, tuple[Cell, ...
     yolo = detector == "yolov3"
     figures = {
         "figure5": (
-            cell(preset, detector, {}, False),
-            cell(preset, detector, {"mixup": FIGURE5_MIXUP["yolov3" if yolo else "faster_rcnn"]}, False),
+            cell(preset, detector, {}, "plain"),
+            cell(preset, detector, {"mixup": FIGURE5_MIXUP["yolov3" if yolo else "faster_rcnn"]}, "plain"),
         ),
-        "figure6": (cell(preset, detector, {}, False), cell(preset, detector, {"lr_schedule": "cosine"}, False)),
+        "figure6": (cell(preset, detector, {}, "plain"), cell(preset, detector, {"lr_schedule": "cosine"}, "plain")),
     }
     table1, stacked = ("table1", "table2") if yolo else (None, "table3")
     if table1 in preset.tables:
         rows = preset.tables[table1]["rows"]
-        figures["figure5"] = tuple(cell(preset, detector, row["tricks"], False) for row in (rows[0], rows[-1]))
+        figures["figure5"] = tuple(cell(preset, detector, row["tricks"], "plain") for row in (rows[0], rows[-1]))
     if stacked in preset.tables:
         rows = preset.tables[stacked]["rows"]
         if table1 is None:  # Table 3's last two rows differ only by mixup
-            figures["figure5"] = tuple(cell(preset, detector, row["tricks"], False) for row in rows[-2:])
+            figures["figure5"] = tuple(cell(preset, detector, row["tricks"], "plain") for row in rows[-2:])
         named = {row["name"]: row for row in rows}
         step = "+ random training shapes" if yolo else "baseline"
         figures["figure6"] = tuple(
-            cell(preset, detector, named[name]["tricks"], False) for name in (step, "+ cosine lr schedule")
+            cell(preset, detector, named[name]["tricks"], "plain") for name in (step, "+ cosine lr schedule")
         )
     return figures
 
@@ -325,6 +405,7 @@ def cells(preset: Preset) -> dict[tuple[str, str], Cell]:
     the same key must describe the same training (the slug is canonical, so they do)."""
     found: dict[tuple[str, str], Cell] = {}
     entries = [entry for name in preset.tables for row in table_cells(preset, name) for entry in row]
+    entries += [control.cell for name in preset.tables for control in controls(preset, name)]
     entries += [entry for pair in figure_cells(preset).values() for entry in pair]
     for entry in entries:
         previous = found.setdefault((entry.detector, entry.combo), entry)
@@ -404,22 +485,25 @@ def pretrain_key(preset: Preset, detector: str) -> str | None:
     return spec["model"]["backbone"] if spec.get("pretrained", "pipeline") == "pipeline" else None
 
 
-def pretrain_dir(preset: Preset, backbone: str, mixup: bool) -> str:
-    return f"{preset.results}/pretrain/{backbone}/{'mixup' if mixup else 'plain'}"
+def pretrain_dir(preset: Preset, backbone: str, pretraining: str) -> str:
+    """``pretrain/<backbone>/<pretraining>``: plain, mixup or plain-long (see PRETRAININGS)."""
+    return f"{preset.results}/pretrain/{backbone}/{pretraining}"
 
 
-def pretrain_jobs(preset: Preset) -> list[tuple[str, bool]]:
+def pretrain_jobs(preset: Preset) -> list[tuple[str, str]]:
+    """(backbone, pretraining) of every backbone the preset's cells start from."""
     needed = set()
     for entry in cells(preset).values():
         key = pretrain_key(preset, entry.detector)
         if key is None:
-            if entry.pretrain_mixup:
+            if entry.pretraining != "plain":
                 raise ConfigError(
-                    f"{preset.path}: {entry.detector} uses fixed pretrained weights, but a table needs a mixup-pretrained backbone"
+                    f"{preset.path}: {entry.detector} uses fixed pretrained weights, but a table needs a "
+                    f"{entry.pretraining}-pretrained backbone"
                 )
             continue
-        needed.add((key, entry.pretrain_mixup))
-    return sorted(needed)
+        needed.add((key, entry.pretraining))
+    return sorted(needed, key=lambda job: (job[0], PRETRAININGS.index(job[1])))
 
 
 def metric_path(preset: Preset, job: Job, metric: str) -> str:
@@ -427,13 +511,16 @@ def metric_path(preset: Preset, job: Job, metric: str) -> str:
 
 
 def metric_targets(preset: Preset) -> list[str]:
-    """Every metrics file the tables and Figures 8-9 read."""
+    """Every metrics file the tables (their controls too) and Figures 8-9 read."""
     targets = set()
     wanted = [
         (entry, table["metric"])
         for name, table in preset.tables.items()
         for row in table_cells(preset, name)
         for entry in row
+    ]
+    wanted += [
+        (control.cell, table["metric"]) for name, table in preset.tables.items() for control in controls(preset, name)
     ]
     wanted += [
         (entry, figure_metric(preset, name))
@@ -532,7 +619,7 @@ def train_config(preset: Preset, job: Job) -> TrainConfig:
         model["anchors"] = anchors_path(preset, job.detector)
     key = pretrain_key(preset, job.detector)
     if key is not None:
-        model["pretrained"] = f"{pretrain_dir(preset, key, entry.pretrain_mixup)}/backbone.pt"
+        model["pretrained"] = f"{pretrain_dir(preset, key, entry.pretraining)}/backbone.pt"
     elif spec.get("pretrained") == "imagenet":
         model["pretrained"] = "imagenet"
     data = {
@@ -550,21 +637,22 @@ def train_config(preset: Preset, job: Job) -> TrainConfig:
         raise ConfigError(f"{preset.path}: {job.detector}/{job.combo}: {error}") from None
 
 
-def pretrain_config(preset: Preset, backbone: str, mixup: bool) -> PretrainConfig:
+def pretrain_config(preset: Preset, backbone: str, pretraining: str) -> PretrainConfig:
     spec = preset.raw["pretrain"].get(backbone)
     if spec is None:
         raise ConfigError(f"{preset.path}: no `pretrain.{backbone}` settings")
     spec = dict(spec)
     spec.pop("resources", None)  # the job's machine, not the recipe
     # the mixup twin's own settings, where the recipe being reproduced differs (GluonCV's
-    # darknet53-mixup.sh trained 200 epochs against darknet53.sh's 120)
+    # darknet53-mixup.sh trained 200 epochs against darknet53.sh's 120); the plain-long control
+    # takes them too, without mixup
     mixup_recipe = spec.pop("mixup_recipe", {})
-    if mixup:
+    if pretraining in ("mixup", "plain-long"):
         spec.update(mixup_recipe)
     data = {
         **spec,
         "backbone": backbone,
-        "mixup": mixup,
+        "mixup": pretraining == "mixup",
         "data": preset.dataset["classification"],
         "seed": preset.seeds[0],
     }
@@ -578,8 +666,8 @@ def train_config_json(preset: Preset, job: Job) -> str:
     return json.dumps(to_dict(train_config(preset, job)), sort_keys=True)
 
 
-def pretrain_config_json(preset: Preset, backbone: str, mixup: bool) -> str:
-    return json.dumps(to_dict(pretrain_config(preset, backbone, mixup)), sort_keys=True)
+def pretrain_config_json(preset: Preset, backbone: str, pretraining: str) -> str:
+    return json.dumps(to_dict(pretrain_config(preset, backbone, pretraining)), sort_keys=True)
 
 
 # --- what the rules pass on the command line ---
@@ -609,7 +697,7 @@ def pretrained_input(preset: Preset, job: Job) -> list[str]:
     key = pretrain_key(preset, job.detector)
     if key is None:
         return []
-    return [f"{pretrain_dir(preset, key, cells(preset)[(job.detector, job.combo)].pretrain_mixup)}/backbone.pt"]
+    return [f"{pretrain_dir(preset, key, cells(preset)[(job.detector, job.combo)].pretraining)}/backbone.pt"]
 
 
 def job_threads(preset: Preset) -> int:

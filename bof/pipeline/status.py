@@ -69,9 +69,9 @@ def pipeline_status(preset: Preset, *, now: float | None = None) -> list[JobStat
 
     now = time.time() if now is None else now
     states = []
-    for backbone, mixup in pretrain_jobs(preset):
-        folder = Path(pretrain_dir(preset, backbone, mixup))
-        epochs = pretrain_config(preset, backbone, mixup).epochs
+    for backbone, pretraining in pretrain_jobs(preset):
+        folder = Path(pretrain_dir(preset, backbone, pretraining))
+        epochs = pretrain_config(preset, backbone, pretraining).epochs
         states.append(JobState(str(folder), "pretrain", *_pretrain_state(folder, epochs, now)))
     for job in jobs(preset):
         folder = Path(run_dir(preset, job))

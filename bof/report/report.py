@@ -22,7 +22,17 @@ from bof.pipeline.matrix import (
     record_targets,
 )
 from bof.report import figures
-from bof.report.summary import convergence_markdown, counts, left_out_markdown, reproduction_frame, summary_markdown
+from bof.report.summary import (
+    control_frame,
+    control_markdown,
+    convergence_markdown,
+    counts,
+    left_out_markdown,
+    replication_frame,
+    reproduction_frame,
+    seed_list,
+    summary_markdown,
+)
 from bof.report.tables import table_frame, write_table
 
 log = logging.getLogger("bof.report")
@@ -81,14 +91,33 @@ def _machine(run: dict) -> str:
     return f"{run.get('host', 'unknown host')}: {run['device']}" + (f" ({details})" if details else "")
 
 
+def halves(preset: Preset) -> list[Preset]:
+    """The independent sets of seeds the report reads: ``seeds`` always, and ``replication_seeds`` when
+    every metrics file of that set is there (a set half run would make the pooled numbers a mix)."""
+    found = [preset.with_seeds(preset.seed_halves[0])]
+    for seeds in preset.seed_halves[1:]:
+        half = preset.with_seeds(seeds)
+        if all(Path(path).exists() for path in metric_targets(half)):
+            found.append(half)
+    return found
+
+
+def pooled(found: list[Preset]) -> Preset:
+    return found[0].with_seeds([seed for half in found for seed in half.seeds])
+
+
 class NoResults(BofError):
     """``bof report`` found no metrics at all for the preset: nothing to tabulate, nothing written."""
 
 
 def make_report(preset: Preset) -> Path:
     """Tables, figures, REPORT.md, summary.json and val_curves.json of ``preset``, from its
-    ``eval/`` and ``figure_data/`` folders alone (what git ships): no dataset, no checkpoint."""
+    ``eval/`` and ``figure_data/`` folders alone (what git ships): no dataset, no checkpoint.
+    The numbers pool the seeds of every complete set (``halves``)."""
     results = Path(preset.results)
+    sets = halves(preset)
+    partial = [seeds for seeds in preset.seed_halves[1:] if seeds not in [half.seeds for half in sets]]
+    preset = pooled(sets)
     if not any(Path(path).exists() for path in metric_targets(preset)):
         raise NoResults(
             f"{results}: no results of preset '{preset.name}' to report (none of its {len(metric_targets(preset))} "
@@ -119,22 +148,18 @@ def make_report(preset: Preset) -> Path:
     lines = [
         f"# Bag of Freebies, reproduced: preset `{preset.name}`",
         "",
-        f"Seeds: {preset.seeds}. Dataset: {preset.dataset['kind']} at `{preset.dataset['root']}`. "
+        f"Seeds: {seeds_sentence(sets, partial)} Dataset: {preset.dataset['kind']} at `{preset.dataset['root']}`. "
         f"Runs: {facts['runs']} of {facts['expected_runs']} finished ({facts['train_hours']:.2f} h of training).",
         "",
-        "Provenance (from each run's `run.json`): trained by git commit "
-        + ", ".join(f"`{c}` ({n} runs)" for c, n in facts["commits"].items())
-        + "; "
-        + ", ".join(f"{k} {v}" for k, v in facts["versions"].items() if v)
-        + "; on "
-        + ", ".join(f"{m} ({n} runs)" for m, n in facts["machines"].items())
-        + (f"; last run finished {facts['finished']}" if facts["finished"] else "")
-        + ".",
+        *[provenance_line(half, label=len(sets) > 1) for half in sets],
         "",
-        statistics_note(preset),
+        statistics_note(preset, sets),
         "",
     ]
-    lines += [summary_markdown(preset), "", convergence_markdown(preset), ""]
+    lines += [summary_markdown(preset, sets), ""]
+    if not control_frame(preset, sets).empty:
+        lines += [control_markdown(preset, sets), ""]
+    lines += [convergence_markdown(preset), ""]
     if left_out(preset):
         lines += [left_out_markdown(preset), ""]
     if missing:
@@ -154,43 +179,101 @@ def make_report(preset: Preset) -> Path:
             lines += [figures.figure5_summary(data / "figure5.json"), ""]
     report = results / "REPORT.md"
     atomic_write_text(report, "\n".join(lines))
-    atomic_write_json(results / "summary.json", summary(preset))
+    atomic_write_json(results / "summary.json", summary(preset, sets))
     atomic_write_json(results / "val_curves.json", validation_curves(preset))
     return report
 
 
-def statistics_note(preset: Preset) -> str:
+def seeds_sentence(sets: list[Preset], partial: list[list[int]]) -> str:
+    """Which seeds the numbers pool, set by set, and a declared set left out because it is incomplete."""
+    names = ["`make run`", "`make replicate`"]
+    text = "; ".join(f"{seed_list(half)} ({names[k]})" for k, half in enumerate(sets)) + (
+        f", pooled: {sum(len(half.seeds) for half in sets)} seeds." if len(sets) > 1 else "."
+    )
+    for seeds in partial:
+        text += f" The replication seeds {', '.join(map(str, seeds))} are incomplete (`make replicate`) and not used."
+    return text
+
+
+def provenance_line(preset: Preset, *, label: bool) -> str:
+    facts = provenance(preset)
+    return (
+        (f"Seeds {seed_list(preset)}: " if label else "Provenance (from each run's `run.json`): ")
+        + "trained by git commit "
+        + ", ".join(f"`{c}` ({n} runs)" for c, n in facts["commits"].items())
+        + "; "
+        + ", ".join(f"{k} {v}" for k, v in facts["versions"].items() if v)
+        + "; on "
+        + ", ".join(f"{m} ({n} runs)" for m, n in facts["machines"].items())
+        + (f"; last run finished {facts['finished']}" if facts["finished"] else "")
+        + "."
+        + ("" if not label else "  ")
+    )
+
+
+def statistics_note(preset: Preset, sets: list[Preset] | None = None) -> str:
     """What the numbers and intervals are, and what 95 % per verdict implies over several verdicts."""
+    sets = sets or [preset]
     seeds = len(preset.seeds)
-    distinct = counts(reproduction_frame(preset))["deltas"]
+    distinct = counts(reproduction_frame(preset))["measured"]
     interval = (
         f"a two-sided 95 % Student-t interval of that mean ({seeds} seeds, {seeds - 1} degrees of freedom)"
         if seeds > 1
         else "no interval (one seed)"
     )
+    replication = (
+        f" The seeds are two independent sets ({' and '.join(seed_list(half) for half in sets)}; they share the dataset"
+        " and the pretrained backbones): a verdict stands only when each set's own mean Δ has the same sign, and is"
+        " *not replicated* otherwise, whatever the pooled interval says."
+        if len(sets) == 2
+        else ""
+    )
     return (
         "Numbers are percentages (VOC07 mAP@0.5 or COCO AP@[.5:.95] on the preset's test split). Each Δ is the mean over"
         f" the seeds of the difference between a row and its baseline trained with the same seed; the bracket is {interval}."
-        f" Every verdict is its own 95 % test: over the {distinct} distinct deltas here, about {0.05 * distinct:.2f} would"
-        " come out 'significant' in one direction or the other by chance alone if no trick changed anything, so one"
-        " verdict is weak evidence and a verdict another set of seeds does not repeat is noise. The paper's values are"
-        " those it reports, on the real datasets at full scale."
+        + replication
+        + f" Every verdict is its own 95 % test: if no trick changed anything, the {distinct} distinct deltas here would"
+        f" still give about {0.05 * distinct:.2f} 'significant' verdicts by chance alone (at least one with probability"
+        f" {100 * (1 - 0.95**distinct):.0f} %), so one verdict is weak evidence and a verdict another set of seeds does"
+        " not repeat is noise"
+        + ("; asking both sets to point the same way makes such a chance verdict rarer" if len(sets) == 2 else "")
+        + ". The paper's values are those it reports, on the real datasets at full scale."
     )
 
 
 def incomplete(preset: Preset) -> list[str]:
-    """What the preset's results lack: runs without their records or metrics, figures without data."""
-    gaps = [
-        path
-        for path in (*metric_targets(preset), *record_targets(preset), *figure_data_targets(preset))
-        if not Path(path).exists()
-    ]
-    return [f"{len(gaps)} files missing, e.g. {gaps[0]}"] if gaps else []
+    """What the preset's results lack: runs (of every set of seeds it names) without their records or
+    metrics, figures without data."""
+    found = []
+    for k, seeds in enumerate(preset.seed_halves):
+        half = preset.with_seeds(seeds)
+        wanted = (*metric_targets(half), *record_targets(half), *(figure_data_targets(half) if k == 0 else ()))
+        gaps = [path for path in wanted if not Path(path).exists()]
+        if gaps:
+            how = "make run" if k == 0 else "make replicate: the shipped results rest on both sets"
+            found.append(f"seeds {seed_list(half)}: {len(gaps)} files missing, e.g. {gaps[0]} ({how})")
+    return found
 
 
-def summary(preset: Preset) -> dict:
-    """The tables' numbers (our mean per row) and the reproduction counts, for ``dvc metrics``."""
-    out = {"reproduction": counts(reproduction_frame(preset))}
+def summary(preset: Preset, sets: list[Preset] | None = None) -> dict:
+    """The tables' numbers (our mean per row), the reproduction counts (pooled, and of each set of
+    seeds alone) and the controls' deltas, for ``dvc metrics``."""
+    sets = sets or [preset]
+    out = {
+        "seeds": preset.seeds,
+        "reproduction": counts(replication_frame(preset, sets)),
+        "reproduction_by_seeds": {seed_list(half): counts(reproduction_frame(half)) for half in sets},
+    }
+    controls = control_frame(preset, sets)
+    if not controls.empty:
+        out["controls"] = {
+            f"{row.control}: {row.comparison}": {
+                "delta": _rounded(row.delta),
+                "ci": [_rounded(row.delta_ci_low), _rounded(row.delta_ci_high)],
+                "seeds": int(row.seeds),
+            }
+            for row in controls.itertuples()
+        }
     for name in preset.tables:
         frame = table_frame(preset, name)
         out[name] = {
@@ -198,6 +281,11 @@ def summary(preset: Preset) -> dict:
             for row in frame.itertuples()
         }
     return out
+
+
+def _rounded(value: float | None) -> float | None:
+    """A number for JSON: None for a missing one (pandas makes it NaN, which JSON cannot hold)."""
+    return None if value is None or value != value else round(float(value), 4)
 
 
 def validation_curves(preset: Preset) -> list[dict]:

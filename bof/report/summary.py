@@ -2,7 +2,10 @@
 
 A delta *reproduces in sign* when ours has the paper's sign, and is *significant* when, in
 addition, its paired 95 % t-interval over seeds lies entirely on that side of zero. With one
-seed there is no interval, so nothing can be significant.
+seed there is no interval, so nothing can be significant. When the preset's results hold two
+independent sets of seeds (``seeds`` and ``replication_seeds``), the verdict is the pooled
+seeds', and it stands only if each half's own mean delta points the same way: otherwise it is
+*not replicated*, whatever the pooled interval says.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bof.pipeline.matrix import Cell, Job, Preset, left_out, pretrain_config, pretrain_key, record_path
-from bof.report.tables import table_frame, table_rows
+from bof.pipeline.matrix import Cell, Job, Preset, controls, left_out, pretrain_config, pretrain_key, record_path
+from bof.report.tables import interval, paired_deltas, table_frame, table_rows
 
 # A run counts as converged when its validation metric moved less than this many points, up or
 # down, over the last quarter of its training (issue 11's "flat over the last quarter", a number)...
@@ -30,6 +33,8 @@ VERDICTS = {
     "opposite-significant": "opposite sign, interval excludes 0",
     "missing": "not run",
     "duplicate": "the same runs as {same_runs_as}: counted once",
+    "not-replicated": "not replicated: the two sets of seeds do not point the same way",
+    "half-missing": "not replicated: one set of seeds lacks this run",
 }
 
 
@@ -99,10 +104,35 @@ def pretraining_confound(preset: Preset, cell: Cell, baseline: Cell) -> str | No
     backbone = pretrain_key(preset, cell.detector)
     if cell.pretrain_mixup == baseline.pretrain_mixup or backbone is None:
         return None
-    plain, mixed = (pretrain_config(preset, backbone, mixup).epochs for mixup in (False, True))
+    plain, mixed = (pretrain_config(preset, backbone, pretraining).epochs for pretraining in ("plain", "mixup"))
     if plain == mixed:
         return None
-    return f"the mixup backbone also pretrained {mixed} epochs, the plain one {plain}"
+    control = any(c.replaces == cell and c.plain == baseline for name in preset.tables for c in controls(preset, name))
+    return f"the mixup backbone also pretrained {mixed} epochs, the plain one {plain}" + (
+        " (the pretraining-length control below separates them)" if control else ""
+    )
+
+
+def replication_frame(pooled: Preset, halves: list[Preset]) -> pd.DataFrame:
+    """``reproduction_frame`` of the pooled seeds, with each half's own delta, interval and verdict
+    (``half<k>_...``). With two halves, a verdict whose halves' mean deltas do not have one sign (or
+    whose half lacks a number) becomes ``not-replicated``: a direction one set of seeds does not
+    repeat is not a finding, however narrow the pooled interval."""
+    key = ["table", "model"]
+    frame = reproduction_frame(pooled)
+    for k, half in enumerate(halves):
+        own = reproduction_frame(half)[[*key, "delta", "delta_ci_low", "delta_ci_high", "verdict", "seeds"]]
+        frame = frame.merge(own.add_prefix(f"half{k}_").rename(columns={f"half{k}_{c}": c for c in key}), on=key)
+    if len(halves) == 2:
+        for index, row in frame.iterrows():
+            if row.verdict in ("missing", "duplicate"):
+                continue
+            first, second = row.half0_delta, row.half1_delta
+            if not (_present(first) and _present(second)):
+                frame.at[index, "verdict"] = "half-missing"
+            elif first * second <= 0:
+                frame.at[index, "verdict"] = "not-replicated"
+    return frame
 
 
 def counts(frame: pd.DataFrame) -> dict[str, int]:
@@ -115,42 +145,188 @@ def counts(frame: pd.DataFrame) -> dict[str, int]:
         "same_sign": int(measured["verdict"].isin(["significant", "sign"]).sum()),
         "significant": int((measured["verdict"] == "significant").sum()),
         "opposite_significant": int((measured["verdict"] == "opposite-significant").sum()),
+        "not_replicated": int(measured["verdict"].isin(["not-replicated", "half-missing"]).sum()),
     }
 
 
-def summary_markdown(preset: Preset) -> str:
-    """The headline sentence and one line per delta, for the top of REPORT.md."""
-    frame = reproduction_frame(preset)
-    n = counts(frame)
+def _number(value: float | None, sign: bool = True) -> str:
+    return "—" if not _present(value) else (f"{value:+.2f}" if sign else f"{value:.2f}")
 
-    def number(value, sign=True):
-        return "—" if not _present(value) else (f"{value:+.2f}" if sign else f"{value:.2f}")
 
-    seeds = int(max(frame["seeds"], default=0))
-    intervals = (
-        f"paired 95 % interval over {seeds} seeds excludes 0"
-        if seeds > 1
-        else "one seed: no interval, nothing can be significant"
-    )
-    lines = [
-        "## What reproduced",
-        "",
+def _delta(delta: float | None, low: float | None, high: float | None) -> str:
+    return _number(delta) + (f" [{_number(low)}, {_number(high)}]" if _present(low) else "")
+
+
+def _half_cells(row, halves: int) -> str:
+    """Each set of seeds' own Δ [95% CI], as Markdown cells (none with a single set)."""
+    if halves < 2:
+        return ""
+    columns = ("delta", "delta_ci_low", "delta_ci_high")
+    return "".join(f" {_delta(*(getattr(row, f'half{k}_{c}') for c in columns))} |" for k in range(halves))
+
+
+def seed_list(preset: Preset) -> str:
+    return ", ".join(str(seed) for seed in preset.seeds)
+
+
+def headline(n: dict[str, int], seeds: int, *, replicated: bool) -> str:
+    """The count a reader wants first, with what its verdicts rest on."""
+    if seeds <= 1:
+        test = "one seed: no interval, nothing can be significant"
+    elif replicated:
+        test = f"paired 95 % interval over the {seeds} seeds pooled excludes 0, and each set of seeds alone points the same way"
+    else:
+        test = f"paired 95 % interval over {seeds} seeds excludes 0"
+    return (
         f"**{n['same_sign']} of {n['measured']} of the paper's deltas reproduced in sign, {n['significant']} significant** "
-        f"({intervals}); {n['opposite_significant']} significantly opposite"
+        f"({test}); {n['opposite_significant']} significantly opposite"
+        + (
+            f"; {n['not_replicated']} not replicated (the two sets of seeds do not point the same way)"
+            if replicated
+            else ""
+        )
         + (f"; {n['deltas'] - n['measured']} not run" if n["measured"] < n["deltas"] else "")
-        + ".",
-        "",
-        "| table | row | paper Δ | ours Δ [95% CI] | verdict | also differs |",
-        "|---|---|---:|---:|---|---|",
+        + "."
+    )
+
+
+def summary_markdown(pooled: Preset, halves: list[Preset] | None = None) -> str:
+    """The headline sentence and one line per delta, for the top of REPORT.md. ``halves``: the
+    independent sets of seeds ``pooled`` is made of (one: no replication check)."""
+    halves = halves or [pooled]
+    frame = replication_frame(pooled, halves)
+    sets = len(halves) if len(halves) == 2 else 1  # columns of per-set deltas (none for one set)
+    seeds = int(max(frame["seeds"], default=0))
+    lines = ["## What reproduced", "", headline(counts(frame), seeds, replicated=sets == 2), ""]
+    if sets == 2:
+        lines += [
+            "Each set of seeds alone, as `make run` gives it: "
+            + "; ".join(
+                f"seeds {seed_list(half)}: "
+                + headline(counts(reproduction_frame(half)), len(half.seeds), replicated=False).rstrip(".")
+                for half in halves
+            ).replace("**", "")
+            + ".",
+            "",
+        ]
+    else:
+        replication = pooled.seed_halves[1] if len(pooled.seed_halves) > 1 else None
+        lines += [
+            f"These are the verdicts of seeds {seed_list(pooled)} alone"
+            + (
+                f"; the preset's second set of seeds ({', '.join(map(str, replication))}, `make replicate`) has not"
+                " run here, so no verdict is checked against another set."
+                if replication
+                else "."
+            ),
+            "",
+        ]
+    set_columns = "".join(f" seeds {seed_list(half)} Δ [95% CI] |" for half in halves) if sets == 2 else ""
+    lines += [
+        f"| table | row | paper Δ | ours Δ [95% CI] |{set_columns} verdict | also differs |",
+        "|---|---|---:|---:|" + "---:|" * (sets if sets == 2 else 0) + "---|---|",
     ]
     for row in frame.itertuples():
-        interval = f" [{number(row.delta_ci_low)}, {number(row.delta_ci_high)}]" if _present(row.delta_ci_low) else ""
         said = VERDICTS[row.verdict].format(same_runs_as=row.same_runs_as)
         lines.append(
-            f"| {row.table} | {row.model} | {number(row.paper_delta)} | {number(row.delta)}{interval} | {said} "
-            f"| {row.confound if isinstance(row.confound, str) else '—'} |"
+            f"| {row.table} | {row.model} | {_number(row.paper_delta)} |"
+            f" {_delta(row.delta, row.delta_ci_low, row.delta_ci_high)} |{_half_cells(row, sets)} {said}"
+            f" | {row.confound if isinstance(row.confound, str) else '—'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+METRIC_NAMES = {"coco": "COCO AP", "voc07": "VOC07 mAP"}
+
+
+def control_frame(pooled: Preset, halves: list[Preset]) -> pd.DataFrame:
+    """For each control: what the longer pretraining does alone, what mixup in pretraining does at
+    equal length, and both together (the paper's comparison), pooled and per half."""
+    records = []
+    for name in pooled.tables:
+        metric = pooled.tables[name]["metric"]
+        for control in controls(pooled, name):
+            comparisons = (
+                ("longer pretraining alone", control.cell, control.plain),
+                ("mixup in pretraining at equal length", control.replaces, control.cell),
+                ("both, as the table compares them", control.replaces, control.plain),
+            )
+            for what, cell, baseline in comparisons:
+                record = {"table": name, "metric": metric, "control": control.name, "comparison": what}
+                record["run"], record["baseline_run"] = (f"{c.detector}/{c.combo}" for c in (cell, baseline))
+                for prefix, preset in [("", pooled)] + [(f"half{k}_", half) for k, half in enumerate(halves)]:
+                    deltas = paired_deltas(preset, cell, baseline, metric)
+                    low, high = interval(deltas)
+                    record |= {
+                        f"{prefix}delta": sum(deltas) / len(deltas) if deltas else None,
+                        f"{prefix}delta_ci_low": low,
+                        f"{prefix}delta_ci_high": high,
+                        f"{prefix}seeds": len(deltas),
+                    }
+                records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def control_markdown(pooled: Preset, halves: list[Preset] | None = None) -> str:
+    """The pretraining-length control: whether a "+Mixup backbone" delta is mixup or length."""
+    halves = halves or [pooled]
+    frame = control_frame(pooled, halves)
+    if frame.empty:
+        return ""
+    sets = len(halves) if len(halves) == 2 else 1
+    lines = [
+        "## Control: mixup in pretraining, or a longer pretraining?",
+        "",
+        "The mixup backbone pretrains longer than the plain one here (as GluonCV's did), so the tables' \"+Mixup\""
+        " backbone rows change two things. The control row's backbone is the plain one pretrained as long (the mixup"
+        " twin's recipe without mixup); everything else is its column's. Paired Δ by seed, in the table's metric,"
+        + (" pooled and per set of seeds:" if sets == 2 else " over its seeds:"),
+        "",
+        "| control | comparison | runs | metric | Δ [95% CI] |"
+        + ("".join(f" seeds {seed_list(half)} |" for half in halves) if sets == 2 else ""),
+        "|---|---|---|---|---:|" + "---:|" * (sets if sets == 2 else 0),
+    ]
+    for row in frame.itertuples():
+        lines.append(
+            f"| {row.control} | {row.comparison} | {row.run} − {row.baseline_run} | {METRIC_NAMES[row.metric]} |"
+            f" {_delta(row.delta, row.delta_ci_low, row.delta_ci_high)} |{_half_cells(row, sets)}"
+        )
+    lines += ["", control_reading(frame, sets == 2)]
+    return "\n".join(lines) + "\n"
+
+
+def _excludes_zero(low: float | None, high: float | None) -> bool:
+    return _present(low) and _present(high) and (low > 0 or high < 0)
+
+
+def control_reading(frame: pd.DataFrame, replicated: bool) -> str:
+    """One sentence per control on what it shows, from its intervals (and, with two sets of seeds,
+    whether both point the same way) alone."""
+    sentences = []
+    for control, rows in frame.groupby("control", sort=False):
+        parts = []
+        for row in rows.itertuples():
+            if row.comparison.startswith("both"):
+                continue
+            metric = METRIC_NAMES[row.metric]
+            same_way = not replicated or (
+                _present(row.half0_delta) and _present(row.half1_delta) and row.half0_delta * row.half1_delta > 0
+            )
+            if not _present(row.delta):
+                parts.append(f"{row.comparison}: not run")
+            elif _excludes_zero(row.delta_ci_low, row.delta_ci_high) and same_way:
+                parts.append(f"{row.comparison} changes {metric} by {_number(row.delta)} points (interval excludes 0)")
+            elif _excludes_zero(row.delta_ci_low, row.delta_ci_high):
+                parts.append(
+                    f"{row.comparison}: {_number(row.delta)} points, not replicated (the two sets of seeds do not"
+                    " point the same way)"
+                )
+            else:
+                parts.append(
+                    f"{row.comparison}: {_number(row.delta)} points, an interval that includes 0 (no effect measured)"
+                )
+        sentences.append(f"{control}: " + "; ".join(parts) + ".")
+    return " ".join(sentences)
 
 
 def last_quarter_gain(curve: list[dict]) -> tuple[float | None, float | None]:

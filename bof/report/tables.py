@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bof.pipeline.matrix import Cell, Job, Preset, metric_path, table_cells
+from bof.pipeline.matrix import Cell, Job, Preset, controls, metric_path, table_cells
 
 
 def read_metric(path: str | Path, metric: str) -> float | None:
@@ -63,6 +63,10 @@ def table_rows(preset: Preset, name: str) -> list[Row]:
                     table["paper"][0][0],
                 )
             )
+    # a control the paper does not have: no paper value, its delta against the same baseline
+    rows += [
+        Row(f"{control.name} (control)", control.cell, grid[0][0], None, None) for control in controls(preset, name)
+    ]
     return rows
 
 
@@ -72,7 +76,19 @@ def _summary(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
-def _interval(deltas: list[float]) -> tuple[float | None, float | None]:
+def paired_deltas(preset: Preset, cell: Cell, baseline: Cell, metric: str) -> list[float]:
+    """``cell`` minus ``baseline``, seed by seed (each pair trained with the same seed), over the
+    preset's seeds that have both."""
+    deltas = []
+    for seed in preset.seeds:
+        value = read_metric(metric_path(preset, Job(cell.detector, cell.combo, seed), metric), metric)
+        base = read_metric(metric_path(preset, Job(baseline.detector, baseline.combo, seed), metric), metric)
+        if value is not None and base is not None:
+            deltas.append(value - base)
+    return deltas
+
+
+def interval(deltas: list[float]) -> tuple[float | None, float | None]:
     if len(deltas) < 2:
         return None, None
     mean, sem = float(np.mean(deltas)), float(np.std(deltas, ddof=1)) / math.sqrt(len(deltas))
@@ -88,18 +104,15 @@ def table_frame(preset: Preset, name: str) -> pd.DataFrame:
     for row in table_rows(preset, name):
         # a detector declared `same_as` another trains no model of its own: its row is the same runs
         same_runs_as = first_of.setdefault((row.cell, row.baseline), row.name)
-        values, deltas = {}, []
-        for seed in preset.seeds:
-            value = read_metric(metric_path(preset, Job(row.cell.detector, row.cell.combo, seed), metric), metric)
-            base = read_metric(
-                metric_path(preset, Job(row.baseline.detector, row.baseline.combo, seed), metric), metric
-            )
-            if value is not None:
-                values[seed] = value
-                if base is not None:
-                    deltas.append(value - base)
-        mean, std = _summary(list(values.values()))
-        low, high = _interval(deltas)
+        values = [
+            value
+            for seed in preset.seeds
+            if (value := read_metric(metric_path(preset, Job(row.cell.detector, row.cell.combo, seed), metric), metric))
+            is not None
+        ]
+        deltas = paired_deltas(preset, row.cell, row.baseline, metric)
+        mean, std = _summary(values)
+        low, high = interval(deltas)
         records.append(
             {
                 "model": row.name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,8 @@ def test_presets_load_and_every_job_has_a_valid_config(preset):
     for job in jobs:
         config = matrix.train_config(preset, job)
         assert config.seed == job.seed
-    for backbone, mixup in matrix.pretrain_jobs(preset):
-        assert matrix.pretrain_config(preset, backbone, mixup).mixup is mixup
+    for backbone, pretraining in matrix.pretrain_jobs(preset):
+        assert matrix.pretrain_config(preset, backbone, pretraining).mixup is (pretraining == "mixup")
 
 
 def test_shared_combinations_train_once():
@@ -46,7 +47,8 @@ def test_shared_combinations_train_once():
     assert t4[2][1] == t5[1][1]  # YOLOv3 with all freebies = mixup in both phases
     t3, t6 = matrix.table_cells(preset, "table3"), matrix.table_cells(preset, "table6")
     assert t6[0][0] == t3[-2][0]  # frcnn_r101 is the same detector as frcnn_r50 in this preset
-    assert len(matrix.jobs(preset)) == 19 * 3 and len(matrix.pretrain_jobs(preset)) == 4  # 19 combinations, 3 seeds
+    # 19 combinations and Tables 5-6's controls, 3 seeds; each backbone plain, mixup and the control's
+    assert len(matrix.jobs(preset)) == 21 * 3 and len(matrix.pretrain_jobs(preset)) == 6
 
 
 def test_the_default_mini_job_trains_faster_rcnns_tables_and_figures_only():
@@ -55,7 +57,8 @@ def test_the_default_mini_job_trains_faster_rcnns_tables_and_figures_only():
     assert [row["detector"] for row in preset.tables["table4"]["rows"]] == ["frcnn_r50", "frcnn_r101"]
     assert matrix.left_out(preset) == {"table4": ["YOLOv3"]}
     combos = {(job.detector, job.combo) for job in matrix.jobs(preset)}
-    # Table 3's five rows and Table 6's two cells on the mixup-pretrained backbone (Table 4's share them)
+    # Table 3's five rows, Table 6's two cells on the mixup-pretrained backbone (Table 4's share
+    # them) and Table 6's control: the plain backbone pretrained as long as the mixup one
     assert combos == {
         ("frcnn_r50", combo)
         for combo in (
@@ -66,12 +69,18 @@ def test_the_default_mini_job_trains_faster_rcnns_tables_and_figures_only():
             "cosine_smooth_mix-fixed-unweighted-scale0.5",
             "cosine_smooth_premix",
             "cosine_smooth_mix-fixed-unweighted-scale0.5_premix",
+            "cosine_smooth_prelong",
         )
     }
-    assert len(matrix.jobs(preset)) == 7 * 3 and matrix.pretrain_jobs(preset) == [
-        ("small_resnet", False),
-        ("small_resnet", True),
+    assert len(matrix.jobs(preset)) == 8 * 3 and matrix.pretrain_jobs(preset) == [
+        ("small_resnet", "plain"),
+        ("small_resnet", "mixup"),
+        ("small_resnet", "plain-long"),
     ]
+    # the control is evaluated like Table 6's cells (COCO AP), for every seed
+    assert {t for t in matrix.metric_targets(preset) if "prelong" in t} == {
+        f"results/mini/eval/frcnn_r50/cosine_smooth_prelong/seed{seed}/coco.json" for seed in range(3)
+    }
     # Figures 5-7 on Faster R-CNN: Figure 5 compares Table 3's last two rows (identical but for
     # mixup), Figure 6b its step baseline and cosine row, Figure 7 shows Table 4's freebies model
     figures = {name: [c.combo for c in cells] for name, cells in matrix.figure_cells(preset).items()}
@@ -116,21 +125,22 @@ def test_combo_names_are_canonical():
         "batchnorm": {"mode": "sync"},
         "random_shapes": {"enabled": True, "min": 96},
     }
-    name = matrix.combo_name(tricks, baseline, False)
+    name = matrix.combo_name(tricks, baseline, "plain")
     assert name == "bn-sync_shapes_cosine_smooth"
-    assert matrix.combo_name(dict(reversed(tricks.items())), baseline, False) == name
-    assert matrix.combo_name(baseline, baseline, False) == "baseline"
+    assert matrix.combo_name(dict(reversed(tricks.items())), baseline, "plain") == name
+    assert matrix.combo_name(baseline, baseline, "plain") == "baseline"
     assert (
         matrix.combo_name(
-            {**baseline, "mixup": {"mode": "beta", "alpha": 1.0, "beta": 1.0, "weighted": False}}, baseline, True
+            {**baseline, "mixup": {"mode": "beta", "alpha": 1.0, "beta": 1.0, "weighted": False}}, baseline, "mixup"
         )
         == "mix-beta1-1-unweighted_premix"
     )
     gluoncv_faster_rcnn = {"mode": "fixed", "weighted": False, "loss_scale": 0.5}
     assert (
-        matrix.combo_name({**baseline, "mixup": gluoncv_faster_rcnn}, baseline, False)
+        matrix.combo_name({**baseline, "mixup": gluoncv_faster_rcnn}, baseline, "plain")
         == "mix-fixed-unweighted-scale0.5"
     )
+    assert matrix.combo_name(tricks, baseline, "plain-long") == "bn-sync_shapes_cosine_smooth_prelong"
 
 
 def test_job_configs_carry_the_preset_details():
@@ -216,6 +226,36 @@ def test_paper_presets_dry_run_the_full_dag(name, expected):
         assert counts.get(rule) == count, (rule, counts)
 
 
+def test_make_replicate_trains_the_second_set_of_seeds_on_the_same_backbones(tmp_path):
+    """`make run` trains seeds 0-2, `make replicate` (``--config replicate=true``) 3-5 as well, with
+    the three backbones pretrained once (with the first seed) for both sets."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw["results"] = str(tmp_path / "results" / "mini")  # no run of this checkout counts as done
+    (tmp_path / "config" / "mini.yaml").write_text(yaml.safe_dump(raw))
+    preset = str(tmp_path / "config" / "mini.yaml")
+    for extra, seeds in (((), 3), (("--config", "replicate=true"), 6)):
+        result = snakemake("-n", "--configfile", preset, *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+        counts = job_counts(result.stdout)
+        assert (counts["train"], counts["run_record"], counts["pretrain"]) == (8 * seeds, 8 * seeds, 3)
+        assert all(f"seed{seed}/" in result.stdout for seed in range(seeds))
+        assert f"seed{seeds}/" not in result.stdout
+    # the second set starts from the very backbones of the first (pretrained with seed 0)
+    replicating = matrix.load_preset(preset, raw={**raw, "replicate": True})
+    for backbone, pretraining in matrix.pretrain_jobs(replicating):
+        assert matrix.pretrain_config(replicating, backbone, pretraining).seed == 0
+        assert matrix.pretrain_config_json(replicating, backbone, pretraining) == matrix.pretrain_config_json(
+            matrix.load_preset(preset, raw=raw), backbone, pretraining
+        )
+    make = subprocess.run(["make", "-n", "replicate", "PRESET=mini"], cwd=ROOT, capture_output=True, text=True)
+    assert "--configfile config/mini.yaml --config replicate=true" in make.stdout
+    with pytest.raises(ConfigError, match="replication seeds"):
+        matrix.load_preset(preset, raw={**raw, "replicate": True, "replication_seeds": []})
+    with pytest.raises(ConfigError, match=r"replication_seeds \[2\] are also in seeds"):
+        matrix.load_preset(preset, raw={**raw, "replication_seeds": [2, 3]})
+
+
 def test_a_typo_in_the_preset_is_named(tmp_path):
     raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     raw["detectors"]["yolov3"]["mixup_of_last_epochs"] = 3
@@ -235,8 +275,8 @@ def test_report_json_of_the_pipeline_matches_the_preset_file():
 def test_the_mixup_twin_gets_its_own_recipe():
     """GluonCV's darknet53-mixup.sh trained 200 epochs, darknet53.sh 120; nothing else differs."""
     preset = matrix.load_preset(ROOT / "config" / "voc.yaml")
-    plain = matrix.pretrain_config(preset, "darknet53", False)
-    mixed = matrix.pretrain_config(preset, "darknet53", True)
+    plain = matrix.pretrain_config(preset, "darknet53", "plain")
+    mixed = matrix.pretrain_config(preset, "darknet53", "mixup")
     assert (plain.epochs, mixed.epochs) == (120, 200) and not plain.mixup and mixed.mixup
     assert {k: v for k, v in vars(plain).items() if k not in ("epochs", "mixup")} == {
         k: v for k, v in vars(mixed).items() if k not in ("epochs", "mixup")

@@ -46,9 +46,36 @@ def test_the_shipped_mini_results_are_the_light_layer_only():
     assert {p.relative_to(SHIPPED).parts[0] for p in files} <= SHIPPED_LAYER
     assert not [p for p in files if p.suffix in (".pt", ".jpg")]
     assert sum(p.stat().st_size for p in files) < 5 * 2**20  # README: a few MB
-    preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
+    declared = matrix.load_preset(ROOT / "config" / "mini.yaml")
+    # both sets of seeds: make run's and make replicate's (README: what the shipped results rest on)
+    preset = declared.with_seeds([seed for half in declared.seed_halves for seed in half])
+    assert preset.seeds == [0, 1, 2, 3, 4, 5]
     for path in (*matrix.metric_targets(preset), *matrix.record_targets(preset), *matrix.figure_data_targets(preset)):
         assert (ROOT / path).is_file(), path
+    summary = json.loads((SHIPPED / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1, 2, 3, 4, 5]
+    assert list(summary["reproduction_by_seeds"]) == ["0, 1, 2", "3, 4, 5"]
+    assert "-Mixup R101 pretrained as long / -Mixup FRCNN: longer pretraining alone" in summary["controls"]
+
+
+@pytest.mark.slow
+def test_a_replication_set_with_a_run_missing_is_left_out_and_said(tmp_path):
+    """A second set of seeds with one metrics file missing would make the pooled numbers a mix: the
+    report uses the first set alone and says so, and `--complete` (make ship) fails naming the file."""
+    work = tracked_copy(tmp_path / "clone")
+    gone = work / "results" / "mini" / "eval" / "frcnn_r50" / "baseline" / "seed4" / "voc07.json"
+    gone.unlink()
+    result = bof("report", "--preset", "config/mini.yaml", cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (work / "results" / "mini" / "REPORT.md").read_text()
+    assert (
+        "Seeds: 0, 1, 2 (`make run`). The replication seeds 3, 4, 5 are incomplete (`make replicate`) and not used."
+        in report
+    )
+    assert "over 3 seeds excludes 0" in report and "not replicated" not in report
+    assert json.loads((work / "results" / "mini" / "summary.json").read_text())["seeds"] == [0, 1, 2]
+    result = bof("report", "--preset", "config/mini.yaml", "--complete", cwd=work)
+    assert result.returncode != 0 and "results/mini/eval/frcnn_r50/baseline/seed4/voc07.json" in result.stderr
 
 
 @pytest.mark.slow

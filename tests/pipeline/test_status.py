@@ -110,3 +110,20 @@ def test_no_minutes_for_work_whose_pace_was_never_measured(tmp_path):
         text.splitlines()[0].endswith(f"; time left unknown: no {' or '.join(unpaced)} job has shown its pace yet")
         and "min left" not in text
     )
+
+
+def test_replicate_counts_the_second_set_of_seeds(tmp_path, capsys):
+    """`make replicate` watches its jobs with `bof status --replicate`: the replication seeds' runs too."""
+    path, preset = smoke_preset(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["replication_seeds"] = [7]
+    path.write_text(yaml.safe_dump(raw))
+    combos = len(matrix.cells(preset))
+    trainings = len(matrix.jobs(preset))
+    assert main(["status", "--preset", str(path)]) == 0
+    plain = capsys.readouterr().out
+    assert main(["status", "--preset", str(path), "--replicate"]) == 0
+    replicate = capsys.readouterr().out
+    jobs = len(matrix.pretrain_jobs(preset)) + trainings  # smoke: one seed, so one more run per combination
+    assert f"0 of {jobs} pretraining and training jobs done, 0 running, {jobs} waiting" in plain
+    assert f"0 of {jobs + combos} pretraining and training jobs done, 0 running, {jobs + combos} waiting" in replicate

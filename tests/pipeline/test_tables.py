@@ -92,7 +92,14 @@ def test_reproduction_summary_counts_signs_and_intervals(preset):
     assert verdicts["beta(1.5, 1.5), weighted loss"] == "opposite-significant"
     assert verdicts["YOLOv3: Our BoF"] == "missing" and "baseline" not in verdicts
     # 6 rows with a paper delta, 5 experiments: smoke's R101 is the R50 runs (counted once)
-    assert counts(frame) == {"deltas": 5, "measured": 3, "same_sign": 2, "significant": 1, "opposite_significant": 1}
+    assert counts(frame) == {
+        "deltas": 5,
+        "measured": 3,
+        "same_sign": 2,
+        "significant": 1,
+        "opposite_significant": 1,
+        "not_replicated": 0,
+    }
     assert "**2 of 3 of the paper's deltas reproduced in sign, 1 significant**" in summary_markdown(preset)
 
 
@@ -199,7 +206,14 @@ def test_an_r101_that_is_the_r50_run_is_marked_and_counted_once(preset, tmp_path
         write_metric(preset, r50_bof, seed, 0.32 + 0.01 * seed + 0.001 * seed, "coco")
     frame = reproduction_frame(preset)
     assert list(frame["verdict"]) == ["significant", "duplicate", "missing"]
-    assert counts(frame) == {"deltas": 2, "measured": 1, "same_sign": 1, "significant": 1, "opposite_significant": 0}
+    assert counts(frame) == {
+        "deltas": 2,
+        "measured": 1,
+        "same_sign": 1,
+        "significant": 1,
+        "opposite_significant": 0,
+        "not_replicated": 0,
+    }
     summary = summary_markdown(preset)
     assert "**1 of 1 of the paper's deltas reproduced in sign, 1 significant**" in summary
     assert (
@@ -263,10 +277,150 @@ def test_a_mixup_backbone_pretrained_longer_is_named_beside_its_verdict(preset):
     mini = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
     frame = reproduction_frame(mini).set_index(["table", "model"])
     longer = "the mixup backbone also pretrained 100 epochs, the plain one 60"
+    separated = longer + " (the pretraining-length control below separates them)"  # Table 6's control
     assert frame.loc[("table4", "Faster-RCNN R50: Our BoF"), "confound"] == longer
-    assert frame.loc[("table6", "+Mixup R101 / -Mixup FRCNN"), "confound"] == longer
+    assert frame.loc[("table6", "+Mixup R101 / -Mixup FRCNN"), "confound"] == separated
+    assert frame.loc[("table6", "+Mixup R101 / +Mixup FRCNN"), "confound"] == longer
     assert pd.isna(frame.loc[("table3", "+ mixup"), "confound"])
     assert pd.isna(frame.loc[("table6", "-Mixup R101 / +Mixup FRCNN"), "confound"])
     summary = summary_markdown(mini)
     # Table 4: R50 and its duplicate R101; Table 6: the two rows on the mixup backbone
-    assert summary.count(f"| {longer} |") == 4 and "| nan |" not in summary
+    assert summary.count(f"| {longer} |") == 3 and summary.count(f"| {separated} |") == 1 and "| nan |" not in summary
+
+
+def two_sets(preset):
+    """``preset`` with seeds 0-2 and replication seeds 3-5: the pooled view and each set's."""
+    raw = {**preset.raw, "seeds": [0, 1, 2], "replication_seeds": [3, 4, 5]}
+    declared = matrix.Preset(preset.path, raw, {name: preset.tables[name] for name in ("table1", "table4")})
+    halves = [declared.with_seeds(seeds) for seeds in declared.seed_halves]
+    return declared, declared.with_seeds(list(range(6))), halves
+
+
+def test_two_sets_of_seeds_pool_and_a_verdict_the_sets_disagree_on_is_not_replicated(preset):
+    from bof.report.summary import counts, replication_frame, summary_markdown
+
+    declared, pooled, halves = two_sets(preset)
+    assert declared.seeds == [0, 1, 2] and [h.seeds for h in halves] == [[0, 1, 2], [3, 4, 5]]
+    rows = matrix.table_cells(pooled, "table1")
+    base = [0.50, 0.52, 0.51, 0.49, 0.53, 0.50]
+    gains = {
+        1: [2.0, 2.1, 1.9, 2.2, 2.0, 1.8],  # +2 in both sets: significant, replicated
+        2: [1.0, 1.2, 1.1, -0.3, -0.2, -0.4],  # +1.1 in the first set, -0.3 in the second
+        3: [-3.0, -3.1, -2.9, -3.2, -3.0, -2.8],  # worse in both sets
+    }
+    for seed in range(6):
+        write_metric(pooled, rows[0][0], seed, base[seed], "voc07")
+        for row, gain in gains.items():
+            write_metric(pooled, rows[row][0], seed, base[seed] + gain[seed] / 100, "voc07")
+    frame = replication_frame(pooled, halves).set_index("model")
+    assert frame.loc["0.5:0.5 evenly", "verdict"] == "significant"
+    mixed = frame.loc["beta(1.0, 1.0), weighted loss"]
+    assert mixed.verdict == "not-replicated"
+    assert mixed.half0_delta == pytest.approx(1.1) and mixed.half1_delta == pytest.approx(-0.3)
+    assert mixed.delta == pytest.approx(0.4) and mixed.seeds == 6 and mixed.half0_seeds == 3
+    # the first set alone calls it significant: that is the verdict the replication overturns
+    assert mixed.half0_verdict == "significant" and mixed.half1_verdict == "opposite-significant"
+    assert frame.loc["beta(1.5, 1.5), weighted loss", "verdict"] == "opposite-significant"
+    assert counts(replication_frame(pooled, halves).reset_index()) == {
+        "deltas": 5,
+        "measured": 3,
+        "same_sign": 1,
+        "significant": 1,
+        "opposite_significant": 1,
+        "not_replicated": 1,
+    }
+    text = summary_markdown(pooled, halves)
+    assert (
+        "**1 of 3 of the paper's deltas reproduced in sign, 1 significant** (paired 95 % interval over the 6 seeds"
+        in text
+    )
+    assert "1 not replicated (the two sets of seeds do not point the same way)" in text
+    assert "| seeds 0, 1, 2 Δ [95% CI] | seeds 3, 4, 5 Δ [95% CI] |" in text
+    line = next(line for line in text.splitlines() if "| beta(1.0, 1.0), weighted loss |" in line)
+    assert "| +1.10 [" in line and "| -0.30 [" in line
+    assert "not replicated: the two sets of seeds do not point the same way" in line
+    # each set's own headline, as make run (three seeds) would give it
+    assert "seeds 0, 1, 2: 2 of 3 of the paper's deltas reproduced in sign, 2 significant" in text
+    assert "seeds 3, 4, 5: 1 of 3 of the paper's deltas reproduced in sign, 1 significant" in text
+
+
+def test_one_set_of_seeds_says_its_verdicts_are_unchecked(preset):
+    from bof.report.summary import summary_markdown
+
+    declared, _, halves = two_sets(preset)
+    rows = matrix.table_cells(declared, "table1")
+    for seed in range(3):
+        write_metric(declared, rows[0][0], seed, 0.5, "voc07")
+        write_metric(declared, rows[1][0], seed, 0.52 + 0.001 * seed, "voc07")
+    text = summary_markdown(halves[0])
+    assert (
+        "**1 of 1 of the paper's deltas reproduced in sign, 1 significant** (paired 95 % interval over 3 seeds" in text
+    )
+    assert "second set of seeds (3, 4, 5, `make replicate`) has not run here" in text
+    assert "not replicated" not in text and "seeds 3, 4, 5 Δ" not in text
+
+
+def test_the_pretraining_length_control_separates_mixup_from_length(preset):
+    """mini's mixup backbone pretrains 100 epochs, the plain one 60: the control's plain backbone
+    pretrains 100, and its deltas split Table 6's "+Mixup R101" into length and mixup."""
+    from bof.report.summary import control_frame, control_markdown, summary_markdown
+
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw["results"] = preset.raw["results"]
+    mini = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
+    (control,) = matrix.controls(mini, "table6")
+    assert (control.plain.combo, control.cell.combo, control.replaces.combo) == (
+        "cosine_smooth",
+        "cosine_smooth_prelong",
+        "cosine_smooth_premix",
+    )
+    long, plain = (matrix.pretrain_config(mini, "small_resnet", p) for p in ("plain-long", "plain"))
+    assert (long.epochs, long.mixup, plain.epochs) == (100, False, 60)
+    assert {k: v for k, v in vars(long).items() if k != "epochs"} == {
+        k: v for k, v in vars(plain).items() if k != "epochs"
+    }
+    config = matrix.train_config(mini, matrix.Job("frcnn_r50", "cosine_smooth_prelong", 0))
+    assert config.model.pretrained.endswith("results/pretrain/small_resnet/plain-long/backbone.pt")
+    assert config.tricks == matrix.train_config(mini, matrix.Job("frcnn_r50", "cosine_smooth", 0)).tricks
+    # without `controls: true` a preset runs none
+    assert (
+        matrix.controls(matrix.load_preset(ROOT / "config" / "mini.yaml", raw={**raw, "controls": False}), "table6")
+        == []
+    )
+
+    pooled = mini.with_seeds(list(range(6)))
+    halves = [mini.with_seeds([0, 1, 2]), mini.with_seeds([3, 4, 5])]
+    for seed in range(6):
+        base = 0.30 + 0.002 * seed
+        write_metric(pooled, control.plain, seed, base, "coco")
+        write_metric(pooled, control.cell, seed, base + 0.010 + 0.001 * (seed % 2), "coco")  # length: +1.0 / +1.1
+        write_metric(pooled, control.replaces, seed, base + 0.010 + 0.001 * (seed % 3), "coco")  # mixup: ~0
+    frame = control_frame(pooled, halves).set_index("comparison")
+    assert frame.loc["longer pretraining alone", "delta"] == pytest.approx(1.05)
+    assert frame.loc["mixup in pretraining at equal length", "delta"] == pytest.approx(0.05)
+    assert frame.loc["both, as the table compares them", "delta"] == pytest.approx(1.1)
+    assert frame.loc["longer pretraining alone", "half1_seeds"] == 3
+    text = control_markdown(pooled, halves)
+    assert "| cosine_smooth_prelong − cosine_smooth |" not in text  # runs are named with their detector
+    assert "| frcnn_r50/cosine_smooth_premix − frcnn_r50/cosine_smooth_prelong | COCO AP | +0.05 [" in text
+    assert "longer pretraining alone changes COCO AP by +1.05 points (interval excludes 0)" in text
+    assert (
+        "mixup in pretraining at equal length: +0.05 points, an interval that includes 0 (no effect measured)" in text
+    )
+    # the verdicts it qualifies point to it
+    assert "(the pretraining-length control below separates them)" in summary_markdown(pooled, halves)
+
+
+def test_a_run_one_set_of_seeds_lacks_is_not_replicated_and_says_why(preset):
+    from bof.report.summary import counts, replication_frame
+
+    _, pooled, halves = two_sets(preset)
+    orig, bof = matrix.table_cells(pooled, "table4")[0]  # Faster R-CNN R50: Orig, Our BoF
+    for seed in range(3):  # the first set only
+        write_metric(pooled, orig, seed, 0.30, "coco")
+        write_metric(pooled, bof, seed, 0.32 + 0.001 * seed, "coco")
+    frame = replication_frame(pooled, halves).set_index("model")
+    row = frame.loc["Faster-RCNN R50: Our BoF"]
+    assert row.half0_verdict == "significant" and row.half1_verdict == "missing"
+    assert row.verdict == "half-missing" and row.seeds == 3
+    assert counts(frame.reset_index())["not_replicated"] == 1

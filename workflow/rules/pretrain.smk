@@ -9,7 +9,7 @@ rule pretrain:
         f"{RESULTS}/benchmarks/pretrain/{{backbone}}_{{variant}}.tsv"
     wildcard_constraints:
         backbone="darknet53|resnet50|resnet101|small_resnet",
-        variant="plain|mixup",
+        variant="plain|mixup|plain-long",
     threads: lambda wildcards: matrix.pretraining_resources(PRESET, wildcards.backbone).cpus
     resources:
         gpu=lambda wildcards: matrix.pretraining_resources(
@@ -28,7 +28,7 @@ rule pretrain:
             PRESET, wildcards.backbone
         ).threads_per_process,
         config=lambda wildcards: matrix.pretrain_config_json(
-            PRESET, wildcards.backbone, wildcards.variant == "mixup"
+            PRESET, wildcards.backbone, wildcards.variant
         ),
         out=lambda wildcards, output: os.path.dirname(output[0]),
         launcher=lambda wildcards, resources: matrix.launcher(resources.gpu),
@@ -39,6 +39,6 @@ rule pretrain:
 rule pretrain_all:
     input:
         [
-            f"{matrix.pretrain_dir(PRESET, backbone, mixup)}/backbone.pt"
-            for backbone, mixup in matrix.pretrain_jobs(PRESET)
+            f"{matrix.pretrain_dir(PRESET, backbone, pretraining)}/backbone.pt"
+            for backbone, pretraining in matrix.pretrain_jobs(PRESET)
         ],
