@@ -41,7 +41,10 @@ def test_every_stage_ran_and_every_table_and_figure_exists(pushed):
     report = (results / "REPORT.md").read_text()
     assert "Runs: 19 of 19 finished" in report and "Missing inputs" not in report
     summary = json.loads((results / "summary.json").read_text())
-    assert set(summary) == {*TABLES, "reproduction"}
+    # smoke: one seed, one set of seeds, no control rows
+    assert set(summary) == {*TABLES, "seeds", "reproduction", "reproduction_by_seeds"}
+    assert summary["seeds"] == [0] and list(summary["reproduction_by_seeds"]) == ["0"]
+    assert summary["reproduction_by_seeds"]["0"] == summary["reproduction"]
     metrics = run(["dvc", "metrics", "show"], work).stdout
     assert "summary.json" in metrics
     assert "persist: true" in (work / "dvc.yaml").read_text()
