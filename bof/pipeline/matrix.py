@@ -296,18 +296,18 @@ def controls(preset: Preset, name: str) -> list[Control]:
     pretraining and the columns it is run in. A control whose pretraining is the plain one's in this
     preset (no confound: the mixup twin pretrains alike) is no control, and is left out."""
     table = preset.tables[name]
-    if table["kind"] != "grid" or not preset.raw.get("controls", False):
+    if table["kind"] != "grid" or not table.get("controls") or not preset.raw.get("controls", False):
         return []
     grid = table_cells(preset, name)
     pretrainings = [pretraining_of(row) for row in table["rows"]]
-    if table.get("controls") and not {"plain", "mixup"} <= set(pretrainings):
+    if not {"plain", "mixup"} <= set(pretrainings):
         raise ConfigError(
             f"{preset.path}: {name} has controls, but no plain and mixup backbone rows for them to separate"
         )
     plain_row, mixup_row = pretrainings.index("plain"), pretrainings.index("mixup")
     columns = [column["name"] for column in table["columns"]]
     found = []
-    for spec in table.get("controls", []):
+    for spec in table["controls"]:
         pretraining = pretraining_of(spec)
         for column in spec["columns"]:
             if column not in columns:
@@ -321,9 +321,8 @@ def controls(preset: Preset, name: str) -> list[Control]:
                 preset, backbone, "plain"
             ):
                 continue
-            tricks = json.loads(plain.tricks_json)
-            baseline = _tricks(preset, plain.detector, {})
-            control = Cell(plain.detector, combo_name(tricks, baseline, pretraining), plain.tricks_json, pretraining)
+            tricks = _merge(table.get("tricks", {}), table["columns"][c]["tricks"])
+            control = cell(preset, table["detector"], tricks, pretraining)
             found.append(Control(f"{spec['name']} / {column}", control, grid[mixup_row][c], plain))
     return found
 

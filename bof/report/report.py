@@ -207,7 +207,7 @@ def provenance_line(preset: Preset, *, label: bool) -> str:
         + ", ".join(f"{m} ({n} runs)" for m, n in facts["machines"].items())
         + (f"; last run finished {facts['finished']}" if facts["finished"] else "")
         + "."
-        + ("" if not label else "  ")
+        + ("  " if label else "")  # a Markdown line break: one line per set of seeds, one paragraph
     )
 
 

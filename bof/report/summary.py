@@ -127,12 +127,16 @@ def replication_frame(pooled: Preset, halves: list[Preset]) -> pd.DataFrame:
         for index, row in frame.iterrows():
             if row.verdict in ("missing", "duplicate"):
                 continue
-            first, second = row.half0_delta, row.half1_delta
-            if not (_present(first) and _present(second)):
+            if not (_present(row.half0_delta) and _present(row.half1_delta)):
                 frame.at[index, "verdict"] = "half-missing"
-            elif first * second <= 0:
+            elif not _same_way(row.half0_delta, row.half1_delta):
                 frame.at[index, "verdict"] = "not-replicated"
     return frame
+
+
+def _same_way(first: float | None, second: float | None) -> bool:
+    """Whether two sets of seeds' mean deltas are both there and have one sign (a 0 has none)."""
+    return _present(first) and _present(second) and first * second > 0
 
 
 def counts(frame: pd.DataFrame) -> dict[str, int]:
@@ -157,12 +161,10 @@ def _delta(delta: float | None, low: float | None, high: float | None) -> str:
     return _number(delta) + (f" [{_number(low)}, {_number(high)}]" if _present(low) else "")
 
 
-def _half_cells(row, halves: int) -> str:
-    """Each set of seeds' own Δ [95% CI], as Markdown cells (none with a single set)."""
-    if halves < 2:
-        return ""
+def _half_cells(row, shown: int) -> str:
+    """The first ``shown`` sets of seeds' own Δ [95% CI], as Markdown cells."""
     columns = ("delta", "delta_ci_low", "delta_ci_high")
-    return "".join(f" {_delta(*(getattr(row, f'half{k}_{c}') for c in columns))} |" for k in range(halves))
+    return "".join(f" {_delta(*(getattr(row, f'half{k}_{c}') for c in columns))} |" for k in range(shown))
 
 
 def seed_list(preset: Preset) -> str:
@@ -195,10 +197,10 @@ def summary_markdown(pooled: Preset, halves: list[Preset] | None = None) -> str:
     independent sets of seeds ``pooled`` is made of (one: no replication check)."""
     halves = halves or [pooled]
     frame = replication_frame(pooled, halves)
-    sets = len(halves) if len(halves) == 2 else 1  # columns of per-set deltas (none for one set)
+    shown = halves if len(halves) == 2 else []  # each set's own column, beside the pooled one
     seeds = int(max(frame["seeds"], default=0))
-    lines = ["## What reproduced", "", headline(counts(frame), seeds, replicated=sets == 2), ""]
-    if sets == 2:
+    lines = ["## What reproduced", "", headline(counts(frame), seeds, replicated=bool(shown)), ""]
+    if shown:
         lines += [
             "Each set of seeds alone, as `make run` gives it: "
             + "; ".join(
@@ -221,16 +223,16 @@ def summary_markdown(pooled: Preset, halves: list[Preset] | None = None) -> str:
             ),
             "",
         ]
-    set_columns = "".join(f" seeds {seed_list(half)} Δ [95% CI] |" for half in halves) if sets == 2 else ""
+    set_columns = "".join(f" seeds {seed_list(half)} Δ [95% CI] |" for half in shown)
     lines += [
         f"| table | row | paper Δ | ours Δ [95% CI] |{set_columns} verdict | also differs |",
-        "|---|---|---:|---:|" + "---:|" * (sets if sets == 2 else 0) + "---|---|",
+        "|---|---|---:|---:|" + "---:|" * len(shown) + "---|---|",
     ]
     for row in frame.itertuples():
         said = VERDICTS[row.verdict].format(same_runs_as=row.same_runs_as)
         lines.append(
             f"| {row.table} | {row.model} | {_number(row.paper_delta)} |"
-            f" {_delta(row.delta, row.delta_ci_low, row.delta_ci_high)} |{_half_cells(row, sets)} {said}"
+            f" {_delta(row.delta, row.delta_ci_low, row.delta_ci_high)} |{_half_cells(row, len(shown))} {said}"
             f" | {row.confound if isinstance(row.confound, str) else '—'} |"
         )
     return "\n".join(lines) + "\n"
@@ -273,25 +275,25 @@ def control_markdown(pooled: Preset, halves: list[Preset] | None = None) -> str:
     frame = control_frame(pooled, halves)
     if frame.empty:
         return ""
-    sets = len(halves) if len(halves) == 2 else 1
+    shown = halves if len(halves) == 2 else []
     lines = [
         "## Control: mixup in pretraining, or a longer pretraining?",
         "",
         "The mixup backbone pretrains longer than the plain one here (as GluonCV's did), so the tables' \"+Mixup\""
         " backbone rows change two things. The control row's backbone is the plain one pretrained as long (the mixup"
         " twin's recipe without mixup); everything else is its column's. Paired Δ by seed, in the table's metric,"
-        + (" pooled and per set of seeds:" if sets == 2 else " over its seeds:"),
+        + (" pooled and per set of seeds:" if shown else " over its seeds:"),
         "",
         "| control | comparison | runs | metric | Δ [95% CI] |"
-        + ("".join(f" seeds {seed_list(half)} |" for half in halves) if sets == 2 else ""),
-        "|---|---|---|---|---:|" + "---:|" * (sets if sets == 2 else 0),
+        + "".join(f" seeds {seed_list(half)} |" for half in shown),
+        "|---|---|---|---|---:|" + "---:|" * len(shown),
     ]
     for row in frame.itertuples():
         lines.append(
             f"| {row.control} | {row.comparison} | {row.run} − {row.baseline_run} | {METRIC_NAMES[row.metric]} |"
-            f" {_delta(row.delta, row.delta_ci_low, row.delta_ci_high)} |{_half_cells(row, sets)}"
+            f" {_delta(row.delta, row.delta_ci_low, row.delta_ci_high)} |{_half_cells(row, len(shown))}"
         )
-    lines += ["", control_reading(frame, sets == 2)]
+    lines += ["", control_reading(frame, bool(shown))]
     return "\n".join(lines) + "\n"
 
 
@@ -309,9 +311,7 @@ def control_reading(frame: pd.DataFrame, replicated: bool) -> str:
             if row.comparison.startswith("both"):
                 continue
             metric = METRIC_NAMES[row.metric]
-            same_way = not replicated or (
-                _present(row.half0_delta) and _present(row.half1_delta) and row.half0_delta * row.half1_delta > 0
-            )
+            same_way = not replicated or _same_way(row.half0_delta, row.half1_delta)
             if not _present(row.delta):
                 parts.append(f"{row.comparison}: not run")
             elif _excludes_zero(row.delta_ci_low, row.delta_ci_high) and same_way:
