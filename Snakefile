@@ -25,17 +25,24 @@ RESTART = "--restart" if config.pop("retrain", False) else ""
 if "replicate" in config:
     config["replicate"] = str(config["replicate"]).lower() in ("true", "1", "yes")
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# errors name the preset file given (--configfile), or the default one
+PRESET_FILE = Path(
+    workflow.configfiles[-1] if workflow.configfiles else "config/mini.yaml"
+)
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# a misspelt key on one line, before the schema's validation prints the whole schema for it
+matrix.check_keys(config, PRESET_FILE, SCHEMA)
+validate(config, str(SCHEMA))
 
 
 report: "workflow/report/workflow.rst"
 
 
-# errors name the preset file given (--configfile), or the default one
 PRESET = matrix.load_preset(
-    Path(workflow.configfiles[-1] if workflow.configfiles else "config/mini.yaml"),
+    PRESET_FILE,
     raw=config,
     default_tables=Path(workflow.basedir) / "config" / "tables.yaml",
+    schema=None,  # checked above
 )
 RESULTS = PRESET.results
 DATA = matrix.data_root(PRESET)
@@ -49,6 +56,7 @@ BOF = matrix.launcher()
 # queue (downloads too, which need the internet: workflow/rules/data.smk).
 localrules:
     all,
+    render_report,
     report,
     run_record,
 

@@ -9,6 +9,7 @@ written next to every checkpoint and metrics file (``asdict``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,8 +19,19 @@ from typing import Any, Literal
 import yaml
 
 from bof.errors import ConfigError
+from bof.io import finite_float
 from bof.tricks.mixup import DetectionMixup
 from bof.tricks.random_shapes import STRIDE
+
+# The largest seed: every use survives it (``torch.Generator().manual_seed(seed * 100_003 + epoch)``
+# must stay below 2**64; numpy's SeedSequence and legacy seeding take 32-bit words).
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed: int, where: str = "seed") -> None:
+    """A ``ConfigError`` naming ``where`` unless ``0 <= seed <= SEED_MAX``."""
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"{where} must be in [0, 2**32 - 1 = {SEED_MAX}], got {seed}")
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,7 @@ def check_anchors(anchors, where: str) -> tuple[tuple[float, float], ...]:
     if len(pairs) != 9 or not all(
         isinstance(pair, (list, tuple))
         and len(pair) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in pair)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in pair)
         for pair in pairs
     ):
         raise ConfigError(f"model.anchors ({where}): need 9 positive (w, h) pairs, 3 per level, got {anchors!r}")
@@ -88,7 +100,7 @@ class ModelConfig:
             raise ConfigError(f"model: yolov3 uses the darknet53 backbone, got {self.backbone!r}")
         if self.arch == "faster_rcnn" and self.backbone == "darknet53":
             raise ConfigError("model: faster_rcnn takes a resnet50, resnet101 or small_resnet backbone")
-        if self.width <= 0 or self.depth <= 0:
+        if not (self.width > 0 and self.depth > 0):
             raise ConfigError(f"model.width and model.depth must be > 0, got {self.width}, {self.depth}")
         if self.input_size % STRIDE or self.input_size <= 0:
             raise ConfigError(f"model.input_size must be a positive multiple of {STRIDE}, got {self.input_size}")
@@ -100,14 +112,15 @@ class ModelConfig:
             )
         if self.nms_iou is not None and not 0 < self.nms_iou <= 1:
             raise ConfigError(f"model.nms_iou must be in (0, 1], got {self.nms_iou}")
-        if self.rpn_min_size < 0 or self.rpn_test_proposals < 1:
+        if not self.rpn_min_size >= 0 or self.rpn_test_proposals < 1:
             raise ConfigError("model: need rpn_min_size >= 0 and rpn_test_proposals >= 1")
         if self.test_size is not None and (self.test_size % STRIDE or self.test_size <= 0):
             raise ConfigError(f"model.test_size must be a positive multiple of {STRIDE}, got {self.test_size}")
         if isinstance(self.anchors, tuple):
             check_anchors(self.anchors, "config")
-        if not 0 < self.min_size <= self.max_size:
-            raise ConfigError(f"model: need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
+        # the model takes equal sizes, the training resize (torchvision's) needs max_size above min_size
+        if not 0 < self.min_size < self.max_size:
+            raise ConfigError(f"model: need 0 < min_size < max_size, got {self.min_size}, {self.max_size}")
 
 
 @dataclass(frozen=True)
@@ -163,7 +176,7 @@ class AugmentConfig:
     max_expand_ratio: float = 4.0  # zoom-out canvas up to this many times the image (GluonCV random_expand)
 
     def __post_init__(self) -> None:
-        if self.max_expand_ratio < 1:
+        if not self.max_expand_ratio >= 1:
             raise ConfigError(f"augment.max_expand_ratio must be >= 1, got {self.max_expand_ratio}")
 
 
@@ -197,7 +210,7 @@ class OptimConfig:
             raise ConfigError(f"optim.epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"optim.batch_size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+        if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.momentum < 1):
             raise ConfigError(
                 f"optim: need lr > 0, weight_decay >= 0, 0 <= momentum < 1; got {self.lr}, {self.weight_decay}, {self.momentum}"
             )
@@ -211,6 +224,8 @@ class OptimConfig:
             raise ConfigError(
                 f"optim.step_epochs must be increasing and within (0, epochs], got {list(self.step_epochs)}"
             )
+        if not 0 < self.step_factor <= 1:  # the lr is multiplied by it at each step (GluonCV's lr_decay 0.1)
+            raise ConfigError(f"optim.step_factor must be in (0, 1], got {self.step_factor}")
 
 
 @dataclass(frozen=True)
@@ -237,8 +252,7 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        check_seed(self.seed)
         shapes = self.tricks.random_shapes
         if shapes.enabled and self.model.arch != "yolov3":
             raise ConfigError("tricks.random_shapes applies to single-stage detectors (yolov3) only")
@@ -291,7 +305,10 @@ def _convert(value: Any, annotation, where: str):
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        number = finite_float(value)
+        if number is None:  # YAML's .nan and .inf, or 1.0e400
+            raise ConfigError(f"{where}: expected a finite number, got {value!r:.40}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -323,6 +340,13 @@ def _set(data: dict, dotted: str, value: Any) -> None:
     data[last] = value
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or " ".join(str(error).split())
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
 def load_config(path: str | Path | None, overrides: list[str] = (), cls=TrainConfig, *, text: str | None = None):
     """Build ``cls`` from a YAML file (or defaults, or YAML/JSON ``text``) plus ``key.path=value``
     overrides (values parsed as YAML, so ``optim.epochs=3`` is an integer)."""
@@ -331,7 +355,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), cls=TrainCon
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"config text is not valid YAML/JSON ({error})") from None
+            raise ConfigError(f"config text is not valid YAML/JSON ({_yaml_problem(error)})") from None
         if not isinstance(data, dict):
             raise ConfigError("config text: top level must be a mapping")
     elif path is not None:
@@ -341,14 +365,18 @@ def load_config(path: str | Path | None, overrides: list[str] = (), cls=TrainCon
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file is missing") from None
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
     for item in overrides:
         key, separator, text = item.partition("=")
         if not separator:
             raise ConfigError(f"override {item!r}: expected key.path=value")
-        _set(data, key.strip(), yaml.safe_load(text))
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: not valid YAML ({_yaml_problem(error)})") from None
+        _set(data, key.strip(), value)
     try:
         return build(cls, data)
     except ConfigError as error:

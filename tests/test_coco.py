@@ -74,6 +74,26 @@ def test_cli_to_coco_matches_synth_output(tiny_synth, tmp_path):
     assert json.loads(out.read_text()) == json.loads((tiny_synth / "annotations" / "instances_val.json").read_text())
 
 
+def test_to_coco_fails_rather_than_write_a_non_finite_number(tiny_synth, tmp_path, monkeypatch, capsys):
+    """Should a NaN ever get past the loaders, the conversion stops in one line instead of writing ``NaN``."""
+    convert = detection_to_coco
+
+    def poisoned(dataset, image_root):
+        data = convert(dataset, image_root)
+        data["annotations"][0]["bbox"][0] = float("nan")
+        return data
+
+    monkeypatch.setattr("bof.data.detection_to_coco", poisoned)
+    out = tmp_path / "val.json"
+    code = main(["data", "to-coco", "--voc", str(tiny_synth / "VOCdevkit"), "--sets", "2007:val", "--out", str(out)])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"bof data: error: {out}: not written, it would hold a non-finite number "
+        "(Out of range float values are not JSON compliant)"
+    ]
+    assert not out.exists()
+
+
 def test_coco_image_ids():
     assert coco_image_ids(["000005", "2008_000008"]) == [5, 2008000008]
     assert coco_image_ids(["cat", "dog"]) == [1, 2]
@@ -137,8 +157,9 @@ def _small_coco(root):
 
 
 def _dump(root, data):
+    """Strings "raw:TEXT" are written as the bare TEXT: numbers json.dumps cannot write (1e999)."""
     path = root / "instances.json"
-    path.write_text(json.dumps(data))
+    path.write_text(re.sub(r'"raw:([^"]*)"', r"\1", json.dumps(data)))
     return path
 
 
@@ -171,6 +192,26 @@ def _break(data, how):
     if how == "missing image file":
         data["images"][1]["file_name"] = "img/404.jpg"
         return "image file is missing"
+    # Valid JSON whose numbers are not finite as floats: 1e999 reads as inf, a 400-digit integer
+    # cannot be converted at all. Comparisons with them used to pass or crash.
+    if how == "bbox x overflows to -inf":
+        data["annotations"][2]["bbox"] = ["raw:-1e999", 6, 3, 4]
+        return r"annotation 3 \(image 2\): bbox x is not a finite number \(-inf\)$"
+    if how == "bbox width overflows to inf":
+        data["annotations"][2]["bbox"] = [5, 6, "raw:1e999", 4]
+        return r"annotation 3 \(image 2\): bbox width is not a finite number \(inf\)$"
+    if how == "bbox integer too large":
+        data["annotations"][2]["bbox"] = [5, "raw:" + "9" * 400, 3, 4]
+        return r"annotation 3 \(image 2\): bbox y is not a finite number \(9{18}\.\.\.9{19}\)$"
+    if how == "area overflows":
+        data["annotations"][2]["area"] = "raw:1e999"
+        return r"annotation 3 \(image 2\): area is not a finite number \(inf\)$"
+    if how == "width overflows":
+        data["images"][1]["width"] = "raw:1e999"
+        return r"image 2: width is not a finite number \(inf\)$"
+    if how == "height integer too large":
+        data["images"][1]["height"] = "raw:" + "9" * 400
+        return r"image 2: height is not a finite number \(9{18}\.\.\.9{19}\)$"
     raise AssertionError(how)
 
 
@@ -184,6 +225,12 @@ def _break(data, how):
         "malformed bbox",
         "image without size",
         "missing image file",
+        "bbox x overflows to -inf",
+        "bbox width overflows to inf",
+        "bbox integer too large",
+        "area overflows",
+        "width overflows",
+        "height integer too large",
     ],
 )
 def test_bad_coco_samples_strict_and_skip(tmp_path, how):
@@ -216,6 +263,27 @@ def test_bad_coco_structure_is_named(tmp_path, mutate, message):
     with pytest.raises(DatasetError, match=message) as raised:
         CocoDetection(tmp_path, _dump(tmp_path, data))
     assert raised.value.path.endswith("instances.json")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["annotations"][2]["bbox"].__setitem__(2, float("nan")), "annotations[2].bbox[2] is NaN"),
+        (lambda d: d["images"][1].update(width=float("inf")), "images[1].width is Infinity"),
+        (lambda d: d["annotations"][0].update(area=-float("inf")), "annotations[0].area is -Infinity"),
+    ],
+)
+def test_nan_and_infinity_literals_are_not_json(tmp_path, mutate, message):
+    """Python's json reads and writes NaN/Infinity/-Infinity, standard JSON has no such literal:
+    the whole file is refused, in skip mode too, like any other invalid JSON."""
+    data = _small_coco(tmp_path)
+    mutate(data)
+    path = _dump(tmp_path, data)  # json.dumps writes the literals
+    for on_error in ("strict", "skip"):
+        with pytest.raises(DatasetError) as raised:
+            CocoDetection(tmp_path, path, on_error=on_error)
+        assert raised.value.path == str(path)
+        assert raised.value.problem == f"not valid JSON: {message} (JSON numbers must be finite)"
 
 
 def test_invalid_json_names_line_and_column(tmp_path, capsys):

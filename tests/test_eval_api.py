@@ -204,6 +204,22 @@ def test_bad_voc_results_lines(results_dir, line, message):
     assert raised.value.path == str(path)
 
 
+@pytest.mark.parametrize(
+    "fields",
+    ["nan 1 1 10 10", "-inf 1 1 10 10", "0.5 inf 1 10 10", "0.5 1 -inf 10 10", "0.5 1 1 1e999 10", "0.5 1 1 10 -nan"],
+)
+def test_non_finite_numbers_in_voc_results(results_dir, fields):
+    folder, classes, ids = results_dir
+    path = folder / f"comp4_det_test_{classes[1]}.txt"
+    lines = path.read_text().splitlines()
+    line = f"{sorted(ids)[0]} {fields}"
+    path.write_text("\n".join([*lines, line]) + "\n")
+    with pytest.raises(DatasetError) as raised:
+        read_voc_results(folder, "test", classes, ids)
+    assert raised.value.path == str(path)
+    assert raised.value.problem == f"line {len(lines) + 1}: non-finite number in {line!r}"
+
+
 def test_unknown_and_missing_class_files(results_dir):
     folder, classes, ids = results_dir
     (folder / "comp4_det_test_elephant.txt").write_text("")

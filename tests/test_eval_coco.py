@@ -15,7 +15,7 @@ from pycocotools.cocoeval import COCOeval
 from bof.cli import main
 from bof.errors import DatasetError
 from bof.evaluation.coco import STAT_NAMES, evaluate_coco
-from bof.evaluation.formats import check_coco_results
+from bof.evaluation.formats import check_coco_results, read_coco_results
 
 
 def random_coco(seed, num_images=60, num_categories=5):
@@ -141,6 +141,52 @@ def test_bad_results_are_named(entry, message):
     with pytest.raises(DatasetError, match=message) as raised:
         check_coco_results([entry], "results.json", {1, 2}, {10, 13})
     assert raised.value.path == "results.json" and "entry 0" in raised.value.problem
+
+
+BIG = "9" * 400  # valid JSON, but float() of it overflows
+
+
+@pytest.mark.parametrize(
+    ("bbox", "score", "problem"),
+    [
+        ("[1, 2, NaN, 4]", "0.5", "'bbox' must be four finite numbers [x, y, w, h], got [1, 2, nan, 4]"),
+        ("[Infinity, 2, 3, 4]", "0.5", "'bbox' must be four finite numbers [x, y, w, h], got [inf, 2, 3, 4]"),
+        ("[1, -Infinity, 3, 4]", "0.5", "'bbox' must be four finite numbers [x, y, w, h], got [1, -inf, 3, 4]"),
+        ("[1, 2, 3, 1e999]", "0.5", "'bbox' must be four finite numbers [x, y, w, h], got [1, 2, 3, inf]"),
+        (
+            f"[1, 2, 3, {BIG}]",
+            "0.5",
+            "'bbox' must be four finite numbers [x, y, w, h], got [1, 2, 3, 999999999999999999...9999999999999999999]",
+        ),
+        ("[1, 2, 3, 4]", "NaN", "'score' must be a finite number, got nan"),
+        ("[1, 2, 3, 4]", "Infinity", "'score' must be a finite number, got inf"),
+        ("[1, 2, 3, 4]", "-Infinity", "'score' must be a finite number, got -inf"),
+        ("[1, 2, 3, 4]", "-1e999", "'score' must be a finite number, got -inf"),
+        ("[1, 2, 3, 4]", BIG, "'score' must be a finite number, got 999999999999999999...9999999999999999999"),
+    ],
+    ids=[
+        "bbox NaN",
+        "bbox Infinity",
+        "bbox -Infinity",
+        "bbox 1e999",
+        "bbox 400 digits",
+        "score NaN",
+        "score Infinity",
+        "score -Infinity",
+        "score -1e999",
+        "score 400 digits",
+    ],
+)
+def test_non_finite_numbers_in_a_results_file_are_named(tmp_path, bbox, score, problem):
+    """Python's json reads NaN/Infinity/-Infinity literals and 1e999 as floats; none may be scored."""
+    path = tmp_path / "results.json"
+    path.write_text(
+        f'[{{"image_id": 1, "category_id": 10, "bbox": [1, 2, 3, 4], "score": 0.5}},\n'
+        f' {{"image_id": 2, "category_id": 13, "bbox": {bbox}, "score": {score}}}]'
+    )
+    with pytest.raises(DatasetError) as raised:
+        read_coco_results(path, {1, 2}, {10, 13})
+    assert raised.value.path == str(path) and raised.value.problem == f"entry 1: {problem}"
 
 
 def test_cli_coco(tmp_path, capsys):

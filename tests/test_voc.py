@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -109,7 +110,14 @@ def _corrupt(root, how):
     if how == "coordinate not a number":
         path = year / "Annotations" / "b.xml"
         path.write_text(path.read_text().replace("<xmin>3</xmin>", "<xmin>three</xmin>"))
-        return "b.xml", "<xmin> is not a number: 'three'"
+        return "b.xml", "object 1 (circle): <xmin> is not a number: 'three'"
+    if how in NON_FINITE:
+        old, new, message = NON_FINITE[how]
+        path = year / "Annotations" / "b.xml"
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new))
+        return "b.xml", message
     boxes = {
         "inverted box": ((20, 4, 3, 30), "is inverted"),
         "box outside the image": ((3, 4, 41, 30), "is outside the 40x50 image"),
@@ -133,9 +141,24 @@ def _corrupt(root, how):
     raise AssertionError(how)
 
 
+# Comparisons with NaN are false, so a NaN coordinate used to pass every box check.
+NON_FINITE = {
+    "xmin nan": ("<xmin>3</xmin>", "<xmin>nan</xmin>", "object 1 (circle): <xmin> is not a finite number: 'nan'"),
+    "ymin -nan": ("<ymin>4</ymin>", "<ymin>-nan</ymin>", "object 1 (circle): <ymin> is not a finite number: '-nan'"),
+    "xmax inf": ("<xmax>20</xmax>", "<xmax>inf</xmax>", "object 1 (circle): <xmax> is not a finite number: 'inf'"),
+    "ymax -inf": ("<ymax>30</ymax>", "<ymax>-inf</ymax>", "object 1 (circle): <ymax> is not a finite number: '-inf'"),
+    "xmax Infinity": (
+        "<xmax>20</xmax>", "<xmax>Infinity</xmax>", "object 1 (circle): <xmax> is not a finite number: 'Infinity'"
+    ),
+    "ymax overflows": ("<ymax>30</ymax>", "<ymax>1e999</ymax>", "object 1 (circle): <ymax> is not a finite number: '1e999'"),
+    "width nan": ("<width>40</width>", "<width>nan</width>", "<size>: <width> is not a finite number: 'nan'"),
+    "height inf": ("<height>50</height>", "<height>inf</height>", "<size>: <height> is not a finite number: 'inf'"),
+    "depth -inf": ("<depth>3</depth>", "<depth>-inf</depth>", "<size>: <depth> is not a finite number: '-inf'"),
+}  # fmt: skip
+
 BAD_INPUTS = [
     "missing image", "unreadable image", "truncated JPEG", "image size differs", "malformed XML", "missing annotation",
-    "entity expansion", "missing size", "coordinate not a number", "inverted box", "box outside the image",
+    "entity expansion", "missing size", "coordinate not a number", *NON_FINITE, "inverted box", "box outside the image",
     "box at zero", "unknown class",
 ]  # fmt: skip
 
@@ -161,6 +184,8 @@ def test_bad_input_is_named_in_strict_mode(three_images, how):
         VOCDetection(three_images)
     assert raised.value.path.endswith(file_name)
     assert message in raised.value.problem
+    if how in NON_FINITE:
+        assert raised.value.problem == message
 
 
 @pytest.mark.parametrize("how", BAD_INPUTS)
@@ -171,6 +196,8 @@ def test_bad_input_is_skipped_and_reported(three_images, how, caplog):
     assert [s.image_id for s in dataset.samples] == ["a", "c"]
     assert len(dataset.skipped) == 1 and dataset.skipped[0].path.endswith(file_name)
     assert "skipped 1 of 3 samples" in caplog.text and message in caplog.text
+    if how in NON_FINITE:
+        assert dataset.skipped[0].problem == message
 
 
 def test_truncated_jpeg_found_late_still_names_the_file(three_images):
@@ -216,3 +243,19 @@ def test_cli_reports_bad_input_without_a_traceback(three_images, capsys):
     assert main(["data", "check", "--voc", str(three_images), "--on-error", "skip"]) == 1
     out = capsys.readouterr().out
     assert "2 images" in out and "1 skipped" in out and "b.xml" in out
+
+
+def test_cli_refuses_a_nan_coordinate_and_writes_no_coco_file(three_images, tmp_path, capsys):
+    """<xmin>nan</xmin> used to pass ``data check`` (exit 0) and reach the COCO file as NaN."""
+    _corrupt(three_images, "xmin nan")
+    xml = three_images / "VOC2007" / "Annotations" / "b.xml"
+    error = f"bof data: error: {xml}: object 1 (circle): <xmin> is not a finite number: 'nan'\n"
+    assert main(["data", "check", "--voc", str(three_images)]) == 2
+    assert capsys.readouterr().err == error
+    out = tmp_path / "coco.json"
+    assert main(["data", "to-coco", "--voc", str(three_images), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == error and not out.exists()
+    assert main(["data", "to-coco", "--voc", str(three_images), "--out", str(out), "--on-error", "skip"]) == 1
+    written = json.loads(out.read_text())
+    assert [image["voc_id"] for image in written["images"]] == ["a", "c"]
+    assert [annotation["bbox"] for annotation in written["annotations"]] == [[2.0, 3.0, 18.0, 27.0]] * 2

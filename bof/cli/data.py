@@ -124,6 +124,7 @@ def run_to_coco(args: argparse.Namespace) -> int:
     if args.voc is None:
         raise BofError("to-coco converts a VOC devkit: give --voc VOCDEVKIT")
     dataset = open_dataset(args)
+    # the loaders refuse non-finite numbers; should one slip through, nothing is written (allow_nan=False)
     atomic_write_json(args.out, detection_to_coco(dataset, image_root=args.voc), indent=None)
     print(f"wrote {args.out}: {len(dataset)} images, {sum(len(s.labels) for s in dataset.samples)} objects")
     return 1 if dataset.skipped else 0

@@ -8,6 +8,11 @@ from pathlib import Path
 from bof.evaluation.coco import BACKENDS
 from bof.evaluation.voc import METRICS
 
+CHECKSUMS_HELP = (
+    "a SHA256SUMS the results were written with (`bof predict` and `bof train` write one): every results"
+    " file read must be listed there and unchanged"
+)
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="score detection results (VOC mAP, COCO AP)", description=__doc__)
@@ -31,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     voc.add_argument("--iou", type=float, default=0.5, help="IoU a match needs (default %(default)s)")
     voc.add_argument("--out", type=Path, required=True, help="JSON to write: mAP, per_class, settings")
+    voc.add_argument("--checksums", type=Path, help=CHECKSUMS_HELP)
     voc.set_defaults(run=run_voc)
 
     coco = kinds.add_parser(
@@ -51,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     coco.add_argument(
         "--out", type=Path, required=True, help="JSON to write: the 12 COCO numbers, per_category, settings"
     )
+    coco.add_argument("--checksums", type=Path, help=CHECKSUMS_HELP)
     coco.set_defaults(run=run_coco)
 
 
@@ -58,11 +65,13 @@ def run_voc(args: argparse.Namespace) -> int:
     from bof import __version__
     from bof.data.voc import VOCDetection
     from bof.evaluation.api import voc_ground_truth
-    from bof.evaluation.formats import read_voc_results
+    from bof.evaluation.formats import find_voc_results, read_voc_results
     from bof.evaluation.voc import evaluate_voc
-    from bof.io import atomic_write_json
+    from bof.io import atomic_write_json, verify_checksums
 
     dataset = VOCDetection(args.devkit, [(args.year, args.split)], check_images="none")
+    if args.checksums is not None:
+        verify_checksums(args.checksums, [path for _, path in find_voc_results(args.results, args.split)])
     ground_truth = voc_ground_truth(dataset)
     detections = read_voc_results(args.results, args.split, dataset.classes, set(ground_truth))
     report = evaluate_voc(detections, ground_truth, dataset.classes, metric=args.metric, iou_threshold=args.iou)
@@ -87,8 +96,10 @@ def run_coco(args: argparse.Namespace) -> int:
     from bof.data.coco import read_coco_json
     from bof.evaluation.coco import evaluate_coco
     from bof.evaluation.formats import read_coco_results
-    from bof.io import atomic_write_json
+    from bof.io import atomic_write_json, verify_checksums
 
+    if args.checksums is not None:
+        verify_checksums(args.checksums, [args.results])
     ground_truth = read_coco_json(args.annotations)
     results = read_coco_results(
         args.results, {image["id"] for image in ground_truth["images"]}, {c["id"] for c in ground_truth["categories"]}

@@ -17,6 +17,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--preset", type=Path, help="a preset of config/, e.g. config/mini.yaml")
     source.add_argument("--preset-json", help="the preset and its tables as JSON (what the pipeline passes)")
+    source.add_argument(
+        "--install-from",
+        type=Path,
+        metavar="STAGING",
+        help="move a report set rendered with --render-to into --results (the pipeline's second step)",
+    )
+    parser.add_argument(
+        "--render-to",
+        type=Path,
+        metavar="STAGING",
+        help="only render the report set into this folder (the pipeline's first step: a damaged input "
+        "stops it before the previous report is touched)",
+    )
+    parser.add_argument("--results", type=Path, help="with --install-from: the preset's results folder")
     parser.add_argument(
         "--complete",
         action="store_true",
@@ -28,8 +42,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bof.pipeline.matrix import Preset, load_preset
-    from bof.report.report import incomplete, make_report
+    from bof.report.report import incomplete, install_report, make_report, render_report
 
+    if args.install_from is not None:
+        if args.results is None:
+            raise BofError("--install-from needs --results, the folder the report set goes to")
+        installed = install_report(args.install_from, args.results)
+        print(f"installed {len(installed)} files of {args.install_from} into {args.results}")
+        return 0
     if args.preset is not None:
         preset = load_preset(args.preset)
     else:
@@ -38,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as error:
             raise BofError(f"--preset-json is not valid JSON ({error})") from None
         preset = Preset(Path(data.get("path", "config/preset.yaml")), data["raw"], data["tables"])
+    if args.render_to is not None:
+        print(f"rendered {render_report(preset, args.render_to)}")
+        return 0
     report = make_report(preset)
     print(f"wrote {report}")
     if args.complete:

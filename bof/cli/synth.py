@@ -8,7 +8,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from bof.data.synth.config import SynthConfig
+from bof.data.synth.config import SynthConfig, parse_classes
 from bof.data.synth.shapes import MAX_CLASSES
 
 DESCRIPTION = f"""\
@@ -137,11 +137,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bof.data.synth.writer import generate
 
-    names = tuple(name.strip() for name in args.classes.split(",") if name.strip())
-    if len(names) == 1 and names[0].isdigit():
-        num_classes, names = int(names[0]), ()
-    else:
-        num_classes = len(names)
+    num_classes, names = parse_classes(args.classes)
     config = SynthConfig(
         num_images=args.num_images,
         image_size=args.image_size,

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import reprlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,24 +16,59 @@ from pycocotools.coco import COCO
 from bof.data.detection import DetectionDataset, Sample, Transforms, check_sample_images
 from bof.data.policy import CheckImages, OnError, SkipLog, check_policy_args
 from bof.errors import DatasetError
+from bof.io import finite_float
 
 # COCO boxes are floats that real annotation tools round outward; tolerate this much
 # overhang (in pixels) and clip it, but reject anything further outside.
 BORDER_TOLERANCE = 1.0
 
 
+class _NonFiniteLiteral(str):
+    """What json's NaN, Infinity and -Infinity are read as, so the file can be refused naming where."""
+
+
+def _find_literal(value: object, where: str = "") -> tuple[str, str] | None:
+    """(JSON path such as ``annotations[2].bbox[2]``, literal) of the first non-finite literal in ``value``."""
+    if isinstance(value, _NonFiniteLiteral):
+        return where, str(value)
+    if isinstance(value, dict):
+        items = ((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        found = _find_literal(item, key)
+        if found is not None:
+            return found
+    return None
+
+
 def read_coco_json(path: str | Path) -> dict:
-    """Load a COCO annotation file and check its top-level structure."""
+    """Load a COCO annotation file and check its top-level structure.
+
+    NaN, Infinity and -Infinity are refused: standard JSON has no such literal, but Python's
+    json reads them, and a NaN passes every comparison a box check makes."""
     path = Path(path)
+    literals: list[str] = []
+
+    def non_finite(name: str) -> _NonFiniteLiteral:
+        literals.append(name)
+        return _NonFiniteLiteral(name)
+
     try:
         with open(path) as stream:
-            data = json.load(stream)
+            data = json.load(stream, parse_constant=non_finite)
     except FileNotFoundError:
         raise DatasetError(path, "annotation file is missing") from None
     except json.JSONDecodeError as error:
         raise DatasetError(path, f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
     except UnicodeDecodeError as error:
         raise DatasetError(path, f"not valid JSON text ({error.reason})") from None
+    if literals:
+        where, name = _find_literal(data) or ("", literals[0])  # not found only where a repeated key dropped it
+        at = f"{where} is " if where else ""
+        raise DatasetError(path, f"not valid JSON: {at}{name} (JSON numbers must be finite)")
     if not isinstance(data, dict):
         raise DatasetError(path, "top level must be a JSON object")
     for key in ("images", "annotations", "categories"):
@@ -73,11 +109,19 @@ def coco_from_dict(data: dict) -> COCO:
     return coco
 
 
+def _finite(value: int | float, what: str, where: str, path: Path) -> float:
+    number = finite_float(value)
+    if number is None:
+        raise DatasetError(path, f"{where}: {what} is not a finite number ({reprlib.repr(value)})")
+    return number
+
+
 def _coco_box(annotation: dict, width: int, height: int, where: str, path: Path) -> tuple[float, float, float, float]:
     bbox = annotation.get("bbox")
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
         raise DatasetError(path, f"{where}: 'bbox' must be [x, y, w, h] numbers, got {bbox!r}")
-    x, y, w, h = (float(v) for v in bbox)
+    names = ("x", "y", "width", "height")
+    x, y, w, h = (_finite(v, f"bbox {name}", where, path) for v, name in zip(bbox, names, strict=True))
     if w < 0 or h < 0:
         raise DatasetError(path, f"{where}: bbox {bbox} is inverted (negative width or height)")
     if w == 0 or h == 0:
@@ -104,6 +148,9 @@ def read_coco_samples(
         info = coco.imgs[image_id]
         try:
             file_name, width, height = info.get("file_name"), info.get("width"), info.get("height")
+            for name, value in (("width", width), ("height", height)):
+                if isinstance(value, (int, float)):
+                    _finite(value, name, f"image {image_id}", annotation_path)
             if not isinstance(file_name, str) or not isinstance(width, int) or not isinstance(height, int):
                 raise DatasetError(
                     annotation_path, f"image {image_id}: needs 'file_name', integer 'width' and 'height'"
@@ -116,6 +163,11 @@ def read_coco_samples(
                         annotation_path, f"{where}: unknown category_id {annotation.get('category_id')!r}"
                     )
                 box = _coco_box(annotation, width, height, where, annotation_path)
+                if "area" in annotation:  # COCOeval sorts ground truth into area ranges by it
+                    area = annotation["area"]
+                    if not isinstance(area, (int, float)):
+                        raise DatasetError(annotation_path, f"{where}: 'area' must be a number, got {area!r:.100}")
+                    _finite(area, "area", where, annotation_path)
                 crowd = bool(annotation.get("iscrowd", 0) or annotation.get("ignore", 0))
                 if crowd and not use_crowd:
                     continue

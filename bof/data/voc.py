@@ -8,6 +8,7 @@ external resources.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,12 +60,17 @@ def _text(element: ElementTree.Element, tag: str, path: Path) -> str:
     return found.text.strip()
 
 
-def _number(element: ElementTree.Element, tag: str, path: Path) -> float:
+def _number(element: ElementTree.Element, tag: str, path: Path, where: str) -> float:
+    """A finite number: ``float()`` also reads 'nan', 'inf' and '1e999' (-> inf), which every
+    later comparison would let through (comparisons with NaN are false)."""
     text = _text(element, tag, path)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise DatasetError(path, f"<{tag}> is not a number: {text!r}") from None
+        raise DatasetError(path, f"{where}: <{tag}> is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise DatasetError(path, f"{where}: <{tag}> is not a finite number: {text!r}")
+    return value
 
 
 def _flag(element: ElementTree.Element, tag: str, path: Path) -> bool:
@@ -95,7 +101,9 @@ def parse_voc_xml(path: Path, class_index: Mapping[str, int]) -> tuple[int, int,
     size = root.find("size")
     if size is None:
         raise DatasetError(path, "missing <size>")
-    width, height = int(_number(size, "width", path)), int(_number(size, "height", path))
+    width, height = int(_number(size, "width", path, "<size>")), int(_number(size, "height", path, "<size>"))
+    if size.findtext("depth", "").strip():  # unused, but checked so that no non-finite number passes
+        _number(size, "depth", path, "<size>")
     if width <= 0 or height <= 0:
         raise DatasetError(path, f"image size must be positive, got {width}x{height}")
 
@@ -107,7 +115,9 @@ def parse_voc_xml(path: Path, class_index: Mapping[str, int]) -> tuple[int, int,
         bndbox = obj.find("bndbox")
         if bndbox is None:
             raise DatasetError(path, f"object {number} ({name}): missing <bndbox>")
-        xmin, ymin, xmax, ymax = (_number(bndbox, tag, path) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        xmin, ymin, xmax, ymax = (
+            _number(bndbox, tag, path, f"object {number} ({name})") for tag in ("xmin", "ymin", "xmax", "ymax")
+        )
         where = f"object {number} ({name}) box ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g})"
         if xmax < xmin or ymax < ymin:
             raise DatasetError(path, f"{where} is inverted")

@@ -25,6 +25,7 @@ from bof.evaluation import (
     write_voc_results,
 )
 from bof.evaluation.api import coco_ground_truth, coco_results
+from bof.io import write_checksums
 from bof.models import build_detector
 
 MODEL_FORMAT = "bof-model-1"
@@ -104,7 +105,8 @@ def evaluate_model(
 
 
 def write_results(predictions: list[dict], dataset: DetectionDataset, out: Path, *, split: str) -> list[Path]:
-    """VOC devkit files (``comp4_det_<split>_<class>.txt``) and a COCO results JSON."""
+    """VOC devkit files (``comp4_det_<split>_<class>.txt``) and a COCO results JSON, with their
+    ``SHA256SUMS`` written last: the evaluations verify what they read against it."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     if not isinstance(dataset, CocoDetection):
@@ -113,4 +115,5 @@ def write_results(predictions: list[dict], dataset: DetectionDataset, out: Path,
     _, id_map, category_ids = coco_ground_truth(dataset)
     write_coco_results(out / "coco_results.json", coco_results(predictions, id_map, category_ids))
     paths.append(out / "coco_results.json")
+    write_checksums(out, paths)
     return paths

@@ -30,9 +30,10 @@ from torchvision import datasets
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from bof.config import to_dict
+from bof.config import check_seed, to_dict
 from bof.engine import distributed
-from bof.engine.checkpoint import load_checkpoint, restore_rng, rng_states, save_checkpoint, start_over
+from bof.engine.checkpoint import RunCheckpoints, restore_rng, rng_states, save_checkpoint
+from bof.engine.lock import hold_run_folder
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json
@@ -72,13 +73,20 @@ class PretrainConfig:
     amp: bool = True
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
-            raise ConfigError("pretrain: epochs and batch_size must be >= 1 and image_size >= 16")
-        if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or self.mixup_alpha <= 0:
+        check_seed(self.seed)
+        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16 or self.workers < 0:
+            raise ConfigError("pretrain: epochs and batch_size must be >= 1, image_size >= 16 and workers >= 0")
+        if not (self.width > 0 and self.depth > 0):
+            raise ConfigError(f"pretrain: width and depth must be > 0, got {self.width}, {self.depth}")
+        if not (self.lr > 0 and 0 <= self.label_smoothing < 1 and self.mixup_alpha > 0):
             raise ConfigError("pretrain: need lr > 0, 0 <= label_smoothing < 1 and mixup_alpha > 0")
+        if not (self.weight_decay >= 0 and 0 < self.momentum < 1):  # Nesterov SGD needs a momentum
+            raise ConfigError(
+                f"pretrain: need weight_decay >= 0 and 0 < momentum < 1, got {self.weight_decay}, {self.momentum}"
+            )
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(f"pretrain.warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
-        if not 0 < self.crop_scale_min <= 1 or self.color_jitter < 0 or self.lighting < 0:
+        if not (0 < self.crop_scale_min <= 1 and self.color_jitter >= 0 and self.lighting >= 0):
             raise ConfigError("pretrain: need 0 < crop_scale_min <= 1, color_jitter >= 0 and lighting >= 0")
 
 
@@ -154,7 +162,8 @@ def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True, 
     """Pretrain (or resume) one backbone; ``restart`` sets the folder's checkpoint aside first."""
     context = distributed.setup(config.device)
     try:
-        return _pretrain(config, Path(out), context, progress, restart)
+        with hold_run_folder(out, "bof pretrain", context):
+            return _pretrain(config, Path(out), context, progress, restart)
     finally:
         distributed.teardown()
 
@@ -194,10 +203,13 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
         generator=torch.Generator(),  # validating draws nothing from the global generator (the crops')
     )
     state = {"epoch": 0, "iteration": 0, "top1": [], "train_seconds": 0.0, "images_seen": 0}
-    checkpoint_path = out / "checkpoint.pt"
-    saved = load_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
-    if saved is not None and (restart or saved.get("config") != to_dict(config)):
-        start_over(checkpoint_path, "--restart" if restart else "it holds a run of another config", context)
+    checkpoints = RunCheckpoints(out, context)
+    checkpoint_path = checkpoints.latest
+    if restart:  # set aside unread: a damaged checkpoint cannot block a restart
+        checkpoints.start_over("--restart")
+    saved = checkpoints.load()
+    if saved is not None and saved.get("config") != to_dict(config):
+        checkpoints.start_over("it holds a run of another config")
         saved = None
     if saved is not None:
         model.load_state_dict(saved["model"])
@@ -254,7 +266,7 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
         state["epoch"] = epoch + 1
         rng = rng_states(context)  # every rank's, gathered by all of them
         if context.is_main:
-            save_checkpoint(
+            checkpoints.save(
                 {
                     "config": to_dict(config),
                     "model": model.state_dict(),
@@ -263,8 +275,7 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
                     "scaler": scaler.state_dict(),
                     "rng": rng,
                     "state": state,
-                },
-                checkpoint_path,
+                }
             )
         distributed.barrier(context)
     top1 = state["top1"][-1]["top1"]

@@ -5,7 +5,8 @@ through the dataset and the batch sampler, label smoothing and mixup weights thr
 model's losses (the loop only applies a mixup's ``loss_scale`` while it mixes), the schedule
 through ``LambdaLR(lr_at)``, synchronized BN through the model. Everything it writes goes to the run folder::
 
-    checkpoint.pt    model, optimizer, scheduler, scaler, RNG, epoch/iteration (every epoch, atomic)
+    checkpoint.pt    model, optimizer, scheduler, scaler, RNG, epoch/iteration (every epoch, atomic);
+                     the generation before is kept as checkpoint.prev.pt
     model.pt         inference weights (plain BN) + config + classes
     config.yaml      the resolved config
     train_log.jsonl  losses, lr and throughput every ``run.log_every`` iterations
@@ -15,7 +16,8 @@ through ``LambdaLR(lr_at)``, synchronized BN through the model. Everything it wr
                      output: ``voc/comp4_det_<split>_<class>.txt`` and ``coco_results.json``)
     run.json         config, seed, versions, git commit, device, wall time, images/s, metrics
 
-A run folder that already holds a checkpoint of the same config resumes from it.
+A run folder that already holds a checkpoint of the same config resumes from it (from the
+generation before when the latest is damaged). One process writes a run folder at a time.
 """
 
 from __future__ import annotations
@@ -37,18 +39,12 @@ from bof.data.detection import collate_detection
 from bof.data.training import KeyedBatchSampler
 from bof.engine import distributed
 from bof.engine.build import open_split, size_schedule, training_set
-from bof.engine.checkpoint import (
-    file_sha256,
-    load_checkpoint,
-    restore_rng,
-    rng_states,
-    save_checkpoint,
-    start_over,
-)
+from bof.engine.checkpoint import RunCheckpoints, load_checkpoint, restore_rng, rng_states, save_checkpoint
+from bof.engine.lock import hold_run_folder
 from bof.engine.predict import MODEL_FORMAT, evaluate_model, write_results
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
-from bof.io import atomic_write_json, atomic_write_text
+from bof.io import atomic_write_json, atomic_write_text, sha256
 from bof.models import build_detector
 from bof.tricks.lr_schedule import build_scheduler, parameter_groups
 from bof.tricks.sync_bn import convert_batchnorm, plain_batchnorm
@@ -100,12 +96,34 @@ def check_finite(
     )
 
 
+def keep_log_until(path: Path, iteration: int) -> None:
+    """Drop the records of iterations after ``iteration`` from a ``train_log.jsonl`` (and a line
+    cut by a kill), so that a resumed run's log holds every iteration once."""
+    if not path.exists():
+        return
+    kept, changed = [], False
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            changed = True
+            continue
+        if isinstance(record, dict) and record.get("iteration", 0) <= iteration:
+            kept.append(line)
+        else:
+            changed = True
+    if changed:
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
 class Trainer:
     """Holds what one run needs; ``fit()`` runs the remaining epochs."""
 
     def __init__(self, config: TrainConfig, out: Path, context: distributed.Context, *, progress: bool = True):
         self.config, self.out, self.context, self.show_progress = config, Path(out), context, progress
-        self.checkpoint_path = self.out / "checkpoint.pt"
+        self.checkpoints = RunCheckpoints(self.out, context)
+        self.checkpoint_path = self.checkpoints.latest
+        self.log_path = self.out / "train_log.jsonl"
         torch.manual_seed(config.seed)
         self.train_data = open_split(config.data, "train")
         self.val_data = open_split(config.data, "val")
@@ -128,7 +146,7 @@ class Trainer:
         from_file = config.model.pretrained not in (None, "imagenet")
         pretrained = load_checkpoint(config.model.pretrained) if from_file else None
         # a retrained backbone keeps its path: a checkpoint started from other weights must not resume
-        self.pretrained_sha256 = file_sha256(config.model.pretrained) if from_file else None
+        self.pretrained_sha256 = sha256(config.model.pretrained) if from_file else None
         model = build_detector(config, len(self.classes), pretrained)
         bn = config.tricks.batchnorm
         self.model = convert_batchnorm(model, bn.mode, group_size=bn.group_size).to(context.device)
@@ -162,16 +180,19 @@ class Trainer:
     # --- checkpoints ---
 
     def resume(self, *, restart: bool = False) -> bool:
-        """Continue from the run folder's checkpoint. One of another config (the preset changed,
-        Snakemake reruns the job) or any checkpoint with ``restart`` is set aside, not lost,
-        and the run starts over."""
-        if not self.checkpoint_path.exists():
+        """Continue from the run folder's newest intact checkpoint. One of another config (the
+        preset changed, Snakemake reruns the job) is set aside, not lost, and the run starts over;
+        with ``restart`` the checkpoints are set aside unread (a damaged one cannot block it)."""
+        if restart:
+            self.checkpoints.start_over("--restart", with_them=(self.log_path,))
             return False
-        saved = load_checkpoint(self.checkpoint_path)
+        saved = self.checkpoints.load()
+        if saved is None:
+            return False
         if saved.get("format") != CHECKPOINT_FORMAT:
             raise BofError(f"{self.checkpoint_path}: not a bof training checkpoint")
         anchors = getattr(self.model, "anchors", None)
-        reason = "--restart" if restart else None
+        reason = None
         if comparable(saved["config"]) != comparable(to_dict(self.config)):
             reason = "it holds a run of another config"
         elif anchors is not None and not torch.equal(saved["model"]["anchors"], anchors):
@@ -179,7 +200,7 @@ class Trainer:
         elif saved.get("pretrained_sha256") != self.pretrained_sha256:
             reason = f"it started from another backbone than {self.config.model.pretrained} holds now"
         if reason:
-            start_over(self.checkpoint_path, reason, self.context)
+            self.checkpoints.start_over(reason, with_them=(self.log_path,))
             return False
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
@@ -193,7 +214,7 @@ class Trainer:
         rng = rng_states(self.context)  # every rank's, before the others return
         if not self.context.is_main:
             return
-        save_checkpoint(
+        self.checkpoints.save(
             {
                 "format": CHECKPOINT_FORMAT,
                 "config": to_dict(self.config),
@@ -205,8 +226,7 @@ class Trainer:
                 "rng": rng,
                 "progress": vars(self.state),
                 "pretrained_sha256": self.pretrained_sha256,
-            },
-            self.checkpoint_path,
+            }
         )
 
     # --- the loop ---
@@ -289,17 +309,25 @@ class Trainer:
                 "metric": report["metric_name"],
                 "value": report["value"],
             }
-            self.state.val_curve.append(point)
-            atomic_write_json(self.out / "val_curve.json", self.state.val_curve)
+            self.state.val_curve.append(point)  # on disk once the checkpoint holding it is saved
         return report
 
     def fit(self, *, restart: bool = False) -> dict:
+        """Hold the run folder (main process) and train the remaining epochs."""
+        with hold_run_folder(self.out, "bof train", self.context):
+            return self._fit(restart)
+
+    def _fit(self, restart: bool) -> dict:
         config, out = self.config, self.out
         resumed = self.resume(restart=restart)
+        log_path = self.log_path
         if self.context.is_main:
-            out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
-        log_path = out / "train_log.jsonl"
+            # the log and the curve say what the checkpoint holds: not the lost iterations of a
+            # killed run, nor a validation whose checkpoint could not be saved
+            keep_log_until(log_path, self.state.iteration)
+            if resumed or (out / "val_curve.json").exists():
+                atomic_write_json(out / "val_curve.json", self.state.val_curve)
 
         def log(record: dict) -> None:
             if self.context.is_main:
@@ -317,6 +345,8 @@ class Trainer:
             if last or (config.run.val_every and (epoch + 1) % config.run.val_every == 0):
                 report = self.validate(epoch)
             self.save()
+            if self.context.is_main and self.state.val_curve:
+                atomic_write_json(out / "val_curve.json", self.state.val_curve)
             distributed.barrier(self.context)
         if report is None:  # resumed after the last epoch: evaluate again for the final report
             report = evaluate_model(self.model, self.val_data, self.context, batch_size=max(1, self.per_rank_batch))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from bof.errors import DatasetError
 from bof.evaluation.voc import ClassDetections
-from bof.io import atomic_write_json, atomic_write_text
+from bof.io import atomic_write_json, atomic_write_text, finite_float
 
 VOC_RESULTS_PREFIX = "comp4_det"
 
@@ -68,20 +69,25 @@ def _parse_voc_line(line: str, path: Path, number: int, image_ids: Collection[st
     return image_id, score, box
 
 
+def find_voc_results(directory: str | Path, split: str) -> list[tuple[str, Path]]:
+    """(class, path) of every ``comp*_det_<split>_<class>.txt`` in ``directory``: what
+    :func:`read_voc_results` reads."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DatasetError(directory, "results folder does not exist")
+    pattern = re.compile(rf"^(comp\d+_det)_{re.escape(split)}_(.+)\.txt$")
+    matches = ((pattern.match(path.name), path) for path in sorted(directory.iterdir()))
+    return [(match.group(2), path) for match, path in matches if match]
+
+
 def read_voc_results(
     directory: str | Path, split: str, classes: Sequence[str], image_ids: Collection[str]
 ) -> dict[str, ClassDetections]:
     """Read ``comp*_det_<split>_<class>.txt`` for every class; each must exist (an empty
     file means no detections). A file for a class outside ``classes`` is an error."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise DatasetError(directory, "results folder does not exist")
-    pattern = re.compile(rf"^(comp\d+_det)_{re.escape(split)}_(.+)\.txt$")
     found: dict[str, list[Path]] = {}
-    for path in sorted(directory.iterdir()):
-        match = pattern.match(path.name)
-        if match:
-            found.setdefault(match.group(2), []).append(path)
+    for name, path in find_voc_results(directory, split):
+        found.setdefault(name, []).append(path)
     unknown = sorted(set(found) - set(classes))
     if unknown:
         raise DatasetError(
@@ -134,12 +140,14 @@ def check_coco_results(
             raise DatasetError(path, f"{where}: unknown category_id {entry['category_id']!r}")
         bbox, score = entry["bbox"], entry["score"]
         numbers = bbox if isinstance(bbox, list) else []
-        if len(numbers) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
-            raise DatasetError(path, f"{where}: 'bbox' must be four finite numbers [x, y, w, h], got {bbox!r}")
+        if len(numbers) != 4 or not all(finite_float(v) is not None for v in numbers):
+            raise DatasetError(
+                path, f"{where}: 'bbox' must be four finite numbers [x, y, w, h], got {reprlib.repr(bbox)}"
+            )
         if bbox[2] < 0 or bbox[3] < 0:
             raise DatasetError(path, f"{where}: bbox {bbox} has negative width or height")
-        if not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise DatasetError(path, f"{where}: 'score' must be a finite number, got {score!r}")
+        if finite_float(score) is None:
+            raise DatasetError(path, f"{where}: 'score' must be a finite number, got {reprlib.repr(score)}")
     return results
 
 

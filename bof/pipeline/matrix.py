@@ -12,17 +12,26 @@ config; nothing here runs anything.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shlex
 import sys
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
 import yaml
 
-from bof.config import TrainConfig, build, to_dict
+from bof.config import TrainConfig, TricksConfig, build, to_dict
+from bof.data.synth.config import SynthConfig, parse_classes
+from bof.data.voc import read_class_names
 from bof.engine.pretrain import PretrainConfig
 from bof.errors import ConfigError
+from bof.evaluation.formats import voc_results_path
+
+# the preset's JSON schema, which the Snakefile validates presets against
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 @dataclass(frozen=True)
@@ -80,16 +89,46 @@ class Preset:
         return self.raw["dataset"]
 
 
-def load_preset(path: str | Path, raw: dict | None = None, *, default_tables: str | Path | None = None) -> Preset:
+def check_keys(raw: dict, path: str | Path, schema: str | Path = SCHEMA) -> None:
+    """The preset ``raw`` against its JSON ``schema`` (jsonschema's best match), as one line naming
+    the key: Snakemake's own validation prints the whole schema with each error. An unknown key
+    is named with the keys its section knows."""
+    try:
+        checker = jsonschema.Draft202012Validator(yaml.safe_load(Path(schema).read_text()))
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{schema}: cannot read the preset schema ({error})") from None
+    error = jsonschema.exceptions.best_match(checker.iter_errors(raw))
+    if error is None:
+        return
+    where = "".join(f"{part}." for part in error.absolute_path)
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        key = sorted(set(error.instance) - set(known))[0]
+    elif error.validator == "enum" and "propertyNames" in error.schema_path:
+        known, key = sorted(error.validator_value), error.instance
+    else:
+        raise ConfigError(f"{path}: {where.rstrip('.') or 'preset'}: {error.message}")
+    raise ConfigError(f"{path}: unknown key '{where}{key}' (known: {', '.join(known)})")
+
+
+def load_preset(
+    path: str | Path,
+    raw: dict | None = None,
+    *,
+    default_tables: str | Path | None = None,
+    schema: str | Path | None = SCHEMA,
+) -> Preset:
     """Read a preset (or take its already-loaded ``raw`` dict) and the tables it names:
     ``tables_file`` relative to the preset, else ``tables.yaml`` beside it, else ``default_tables``
-    (the workflow's own, for a preset kept elsewhere)."""
+    (the workflow's own, for a preset kept elsewhere). Its keys are checked against ``schema``."""
     path = Path(path)
     if raw is None:
         try:
             raw = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as error:
             raise ConfigError(f"{path}: cannot read the preset ({error})") from None
+    if schema is not None:
+        check_keys(raw, path, schema)
     tables_path = (path.parent / raw.get("tables_file", "tables.yaml")).resolve()
     if "tables_file" not in raw and not tables_path.exists() and default_tables is not None:
         tables_path = Path(default_tables).resolve()
@@ -100,6 +139,9 @@ def load_preset(path: str | Path, raw: dict | None = None, *, default_tables: st
     unknown = [name for name in raw["tables"] if name not in all_tables]
     if unknown:
         raise ConfigError(f"{path}: tables {unknown} are not defined in {tables_path}")
+    for name in raw["tables"]:
+        for row, tricks in _table_tricks(all_tables[name]):
+            _check_trick_keys(tricks, TricksConfig, f"{tables_path}: {name}: {row}", "")
     overlap = sorted(set(raw["seeds"]) & set(raw.get("replication_seeds", [])))
     if overlap:
         raise ConfigError(f"{path}: replication_seeds {overlap} are also in seeds: a replication needs other seeds")
@@ -163,6 +205,33 @@ def canonical(preset: Preset, detector: str) -> str:
             raise ConfigError(f"{preset.path}: detectors {seen} refer to each other in a loop")
         seen.append(detector)
     return detector
+
+
+def _table_tricks(table: dict) -> list[tuple[str, dict]]:
+    """Every ``tricks`` mapping a table definition holds, with where it is (``row 'name'``...)."""
+    found = [("tricks", table["tricks"])] if "tricks" in table else []
+    for key in ("rows", "columns"):
+        for entry in (entry for entry in table.get(key, []) if isinstance(entry, dict)):  # pairs' columns: titles
+            label = f"{key[:-1]} '{entry.get('name', '?')}'"
+            for side, spec in (("", entry), (" baseline", entry.get("baseline")), (" bof", entry.get("bof"))):
+                if isinstance(spec, dict) and "tricks" in spec:
+                    found.append((label + side, spec["tricks"]))
+    return found
+
+
+def _check_trick_keys(tricks, cls, where: str, prefix: str) -> None:
+    """A ``ConfigError`` naming a trick key that ``cls`` (``TricksConfig`` or one of its sections) does not
+    have: the combination's name leaves it out, so it would collide with the combination it misspells."""
+    if not isinstance(tricks, dict):
+        raise ConfigError(
+            f"{where}: tricks{'.' + prefix.rstrip('.') if prefix else ''}: expected a mapping, got {tricks!r}"
+        )
+    types = typing.get_type_hints(cls)
+    for key, value in tricks.items():
+        if key not in types:
+            raise ConfigError(f"{where}: unknown trick key '{prefix}{key}' (known: {', '.join(sorted(types))})")
+        if dataclasses.is_dataclass(types[key]):
+            _check_trick_keys(value, types[key], where, f"{prefix}{key}.")
 
 
 def _merge(base: dict, changes: dict) -> dict:
@@ -765,6 +834,26 @@ def launcher(gpu_count: int = 0) -> str:
     if gpu_count > 1:
         return f"{python} -m torch.distributed.run --standalone --nproc_per_node {gpu_count} -m bof"
     return f"{python} -m bof"
+
+
+def class_names(preset: Preset) -> list[str]:
+    """The dataset's classes in label order, known before the dataset exists: the VOC results
+    files of each training are named after them."""
+    kind = preset.dataset["kind"]
+    if kind == "voc":  # VOC's 20, or a devkit's own classes.txt once it is there
+        return read_class_names(Path(data_section(preset)["root"]))
+    if kind == "synth":
+        synth = preset.dataset["synth"]
+        classes = synth.get("class_names") or synth.get("classes", SynthConfig.num_classes)
+        num_classes, names = parse_classes(",".join(classes) if isinstance(classes, list) else classes)
+        return SynthConfig(num_classes=num_classes, class_names=names).names
+    return []  # COCO: the trainings write no VOC results
+
+
+def voc_results_files(preset: Preset, folder: str) -> list[str]:
+    """The ``comp4_det_<split>_<class>.txt`` files a training writes into ``folder``/voc."""
+    split = data_section(preset)["val"][0].split(":")[-1]
+    return [str(voc_results_path(f"{folder}/voc", split, name)) for name in class_names(preset)]
 
 
 def voc_evaluation_arguments(preset: Preset) -> str:

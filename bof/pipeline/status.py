@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bof.io import read_json
 from bof.pipeline.matrix import Preset, jobs, pretrain_dir, pretrain_jobs, run_dir, train_config
 
 RUNNING_WITHIN_SECONDS = 600  # a run folder touched this recently is running, older is interrupted
@@ -34,14 +35,25 @@ class JobState:
     seconds: float | None  # wall time when done, elapsed so far when running
 
 
+def log_records(path: Path) -> list[dict]:
+    """A ``train_log.jsonl``'s records, without a last line its training is writing right now."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def _training_state(folder: Path, total_iterations: int, now: float) -> tuple[str, float, float | None]:
     if (folder / "run.json").exists() and (folder / "model.pt").exists():
-        return "done", 1.0, float(json.loads((folder / "run.json").read_text())["wall_seconds"])
+        return "done", 1.0, float(read_json(folder / "run.json")["wall_seconds"])
     log = folder / "train_log.jsonl"
     if not log.exists():
         return "waiting", 0.0, None
-    lines = log.read_text().splitlines()
-    iteration = json.loads(lines[-1])["iteration"] if lines else 0
+    records = log_records(log)
+    iteration = records[-1]["iteration"] if records else 0
     started = (folder / "config.yaml").stat().st_mtime  # written when the run (re)starts
     recent = now - max(p.stat().st_mtime for p in folder.iterdir()) < RUNNING_WITHIN_SECONDS
     return ("running" if recent else "interrupted"), min(1.0, iteration / max(total_iterations, 1)), now - started
@@ -50,7 +62,7 @@ def _training_state(folder: Path, total_iterations: int, now: float) -> tuple[st
 def _pretrain_state(folder: Path, epochs: int, now: float) -> tuple[str, float, float | None]:
     if (folder / "backbone.pt").exists():
         run = folder / "run.json"
-        return "done", 1.0, float(json.loads(run.read_text())["wall_seconds"]) if run.exists() else None
+        return "done", 1.0, float(read_json(run)["wall_seconds"]) if run.exists() else None
     checkpoint = folder / "checkpoint.pt"
     if not folder.exists() or not any(folder.iterdir()):
         return "waiting", 0.0, None
@@ -85,7 +97,7 @@ def _total_iterations(folder: Path, epochs: int) -> int:
     log = folder / "train_log.jsonl"
     if not log.exists():
         return 0
-    records = [json.loads(line) for line in log.read_text().splitlines()]
+    records = log_records(log)
     firsts = [r for r in records if r["epoch"] == 1]
     per_epoch = max((r["iteration"] for r in firsts), default=0) if any(r["epoch"] > 1 for r in records) else None
     if per_epoch is None:  # still in epoch 1: the last record is a lower bound, refined as it goes

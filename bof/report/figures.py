@@ -11,7 +11,6 @@ the baseline, YOLOv3 and Faster R-CNN (red: gain, blue: drop, as in the paper).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +24,7 @@ from torchvision.utils import draw_bounding_boxes  # noqa: E402
 
 from bof.data.images import from_png_base64  # noqa: E402
 from bof.engine.figure_data import SCORE_TO_SHOW, composite  # noqa: E402
+from bof.io import read_json
 from bof.pipeline.matrix import Job, Preset, figure_cells, figure_metric, metric_path, record_path  # noqa: E402
 from bof.report.tricks import figure_beta, figure_lr_schedules, figure_mixup, save_figure  # noqa: E402
 
@@ -78,7 +78,7 @@ def _draw(
 def figures_2_to_4(data_path: Path, folder: Path) -> list[Path]:
     """Figures 2-3 mix the two training images of ``figure2.json`` as the tricks do; Figure 4
     needs no data."""
-    data = json.loads(Path(data_path).read_text())
+    data = read_json(Path(data_path))
     pairs = []
     for shown in data["images"]:
         image = from_png_base64(shown["png"], data_path)
@@ -97,7 +97,7 @@ DETECTOR_LABELS = {"yolov3": "YOLOv3", "frcnn_r50": "Faster R-CNN", "frcnn_r101"
 
 
 def figure5(data_path: Path, folder: Path) -> Path:
-    data = json.loads(data_path.read_text())
+    data = read_json(data_path)
     room = from_png_base64(data["room"]["png"], data_path)
     source = from_png_base64(data["intruder"]["png"], data_path)
     x0, y0, x1, y1 = data["intruder"]["box"]
@@ -137,7 +137,7 @@ def figure5(data_path: Path, folder: Path) -> Path:
 
 
 def _curve(path: Path) -> tuple[list[int], list[float]]:
-    points = json.loads(path.read_text())
+    points = read_json(path)
     return [p["epoch"] for p in points], [100 * p["value"] for p in points]
 
 
@@ -146,7 +146,7 @@ def figure6(preset: Preset, folder: Path) -> list[Path]:
     ``run.json``), (b) the step and cosine runs' validation curves, seed means."""
     step, cosine = figure_cells(preset)["figure6"]
     spec = preset.raw["detectors"][step.detector]["optim"]
-    run = json.loads(Path(record_path(preset, Job(step.detector, step.combo, preset.seeds[0]), "run.json")).read_text())
+    run = read_json(record_path(preset, Job(step.detector, step.combo, preset.seeds[0]), "run.json"))
     iters = max(1, run["train_images"] // spec.get("batch_size", 16))
     paths = [
         figure_lr_schedules(
@@ -178,7 +178,7 @@ def figure6(preset: Preset, folder: Path) -> list[Path]:
 
 
 def figure7(data_path: Path, folder: Path, detector: str = "YOLOv3") -> Path:
-    data = json.loads(data_path.read_text())
+    data = read_json(data_path)
     images = data["images"]
     figure, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.4), squeeze=False)
     for axis, shown in zip(axes[0], images, strict=True):
@@ -196,7 +196,7 @@ def figure7(data_path: Path, folder: Path, detector: str = "YOLOv3") -> Path:
 
 
 def per_category(path: str | Path, metric: str) -> dict[str, float | None]:
-    report = json.loads(Path(path).read_text())
+    report = read_json(Path(path))
     return report["per_category"] if metric == "coco" else report["per_class"]
 
 
@@ -231,8 +231,8 @@ def _run_means(preset: Preset, cell, metric: str) -> dict[str, float] | None:
         run_path, metric_file = Path(record_path(preset, job, "run.json")), Path(metric_path(preset, job, metric))
         if not run_path.exists() or not metric_file.exists():
             continue
-        run = json.loads(run_path.read_text())
-        report = json.loads(metric_file.read_text())
+        run = read_json(run_path)
+        report = read_json(metric_file)
         value = report["mAP"] if metric == "voc07" else report["AP"]
         if run.get("images_per_second") is None or value is None:
             continue
@@ -248,7 +248,7 @@ def figure1(preset: Preset, data_path: Path, folder: Path) -> Path:
     where the models were timed side by side: the median of the repeats, with their interquartile
     range as bars (a JSON written before the repeats were kept has the one number, and no bars)."""
     available = figure_cells(preset)
-    timed = json.loads(Path(data_path).read_text())
+    timed = read_json(Path(data_path))
     inference = dict(zip(available["figure1"], timed["inference_images_per_second"], strict=True))
     quartiles = dict(zip(available["figure1"], timed.get("inference_interquartile", []), strict=False))
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.8))
@@ -308,7 +308,7 @@ def figure1_summary(data_path: Path) -> str:
     """What Figure 1's inference axis measured, in numbers: each model's median images/s with the
     interquartile range of the repeats, how they were timed, and whether the models share one
     architecture (state-dict names and shapes), which is why the freebies cost nothing there."""
-    data = json.loads(Path(data_path).read_text())
+    data = read_json(Path(data_path))
     names = [_run_name(path) for path in data["models"]]
     if "repeats" not in data:  # written before the repeats were kept: one timing per model
         timings = ", ".join(
@@ -343,7 +343,7 @@ def figure1_summary(data_path: Path) -> str:
 def figure5_summary(data_path: Path) -> str:
     """What Figure 5's curves show, in numbers: the room's objects' mean score without the
     intruder, and its mean and lowest over the intruder's positions, for each model."""
-    data = json.loads(Path(data_path).read_text())
+    data = read_json(Path(data_path))
     parts = []
     for name in ("baseline", "mixup"):
         with_intruder = [float(np.mean(frame[f"{name}_recall_scores"])) for frame in data["frames"]]

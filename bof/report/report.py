@@ -3,13 +3,15 @@ regenerated from metrics and saved detections in seconds, without training anyth
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
 from bof.errors import BofError
-from bof.io import atomic_write_json, atomic_write_text
+from bof.io import atomic_write_json, atomic_write_text, read_json
 from bof.pipeline.matrix import (
     Preset,
     figure_cells,
@@ -65,7 +67,7 @@ def _attempt(name: str, make, missing: list[str]) -> list[Path]:
 def provenance(preset: Preset) -> dict:
     """Which code, versions and machines produced the runs (from each run's ``run.json``)."""
     runs = [
-        json.loads(path.read_text())
+        read_json(path)
         for path in (Path(record_path(preset, job, "run.json")) for job in jobs(preset))
         if path.exists()
     ]
@@ -110,26 +112,62 @@ class NoResults(BofError):
     """``bof report`` found no metrics at all for the preset: nothing to tabulate, nothing written."""
 
 
-def make_report(preset: Preset) -> Path:
-    """Tables, figures, REPORT.md, summary.json and val_curves.json of ``preset``, from its
-    ``eval/`` and ``figure_data/`` folders alone (what git ships): no dataset, no checkpoint.
-    The numbers pool the seeds of every complete set (``halves``)."""
+def require_results(preset: Preset) -> None:
+    """Refuse a preset with no metrics at all: nothing to tabulate, nothing written."""
     results = Path(preset.results)
-    sets = halves(preset)
-    partial = [seeds for seeds in preset.seed_halves[1:] if seeds not in [half.seeds for half in sets]]
-    preset = pooled(sets)
     if not any(Path(path).exists() for path in metric_targets(preset)):
         raise NoResults(
             f"{results}: no results of preset '{preset.name}' to report (none of its {len(metric_targets(preset))} "
             f"metrics files exists, e.g. {metric_targets(preset)[0]}); run the pipeline first (`make run PRESET="
             f"{preset.name}`), or use a preset whose results are shipped (`make figures PRESET=mini`). Nothing was written."
         )
-    tables_folder, figures_folder = results / "tables", results / "figures"
+
+
+def make_report(preset: Preset) -> Path:
+    """Tables, figures, REPORT.md, summary.json and val_curves.json of ``preset``, from its
+    ``eval/`` and ``figure_data/`` folders alone (what git ships): no dataset, no checkpoint.
+    All or nothing: the set is rendered into a staging folder first and moved into place only
+    when complete, so a damaged input leaves the previous report whole."""
+    results = Path(preset.results)
+    require_results(pooled(halves(preset)))
+    results.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=results))
+    try:
+        render_report(preset, staging)
+        install_report(staging, results)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return results / "REPORT.md"
+
+
+def install_report(staging: Path, results: Path) -> list[Path]:
+    """Move a rendered report set into ``results``, file by file, each with one rename (the
+    staging folder is inside ``results``: the same file system)."""
+    if not Path(staging).is_dir():
+        raise BofError(f"{staging}: no rendered report set there (`bof report --render-to` writes one)")
+    installed = []
+    for source in sorted(path for path in Path(staging).rglob("*") if path.is_file()):
+        target = Path(results) / source.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        installed.append(target)
+    return installed
+
+
+def render_report(preset: Preset, out: Path) -> Path:
+    """Write the report set of ``preset`` into ``out`` (REPORT.md's links are relative to it).
+    The numbers pool the seeds of every complete set (``halves``)."""
+    out = Path(out)
+    sets = halves(preset)
+    partial = [seeds for seeds in preset.seed_halves[1:] if seeds not in [half.seeds for half in sets]]
+    preset = pooled(sets)
+    require_results(preset)
+    tables_folder, figures_folder = out / "tables", out / "figures"
     missing: list[str] = []
     table_paths = {name: write_table(preset, name, tables_folder) for name in preset.tables}
     available = figure_cells(preset)
     label = figures.DETECTOR_LABELS[figure_detector(preset) or "yolov3"]
-    data = results / "figure_data"
+    data = Path(preset.results) / "figure_data"
     made = []
     if "figure1" in available:
         made += _attempt("figure 1", lambda: figures.figure1(preset, data / "figure1.json", figures_folder), missing)
@@ -167,20 +205,20 @@ def make_report(preset: Preset) -> Path:
     for paths in table_paths.values():
         lines += [
             paths["md"].read_text(),
-            f"([LaTeX]({paths['tex'].relative_to(results)}), [CSV]({paths['csv'].relative_to(results)}))",
+            f"([LaTeX]({paths['tex'].relative_to(out)}), [CSV]({paths['csv'].relative_to(out)}))",
             "",
         ]
     for path in made:
         caption = CAPTIONS.get(path.stem, path.stem).replace("{detector}", label)
-        lines += [f"![{path.stem}]({path.relative_to(results)})", "", caption, ""]
+        lines += [f"![{path.stem}]({path.relative_to(out)})", "", caption, ""]
         if path.stem == "figure1":
             lines += [figures.figure1_summary(data / "figure1.json"), ""]
         if path.stem == "figure5":
             lines += [figures.figure5_summary(data / "figure5.json"), ""]
-    report = results / "REPORT.md"
+    report = out / "REPORT.md"
     atomic_write_text(report, "\n".join(lines))
-    atomic_write_json(results / "summary.json", summary(preset, sets))
-    atomic_write_json(results / "val_curves.json", validation_curves(preset))
+    atomic_write_json(out / "summary.json", summary(preset, sets))
+    atomic_write_json(out / "val_curves.json", validation_curves(preset))
     return report
 
 
@@ -294,7 +332,7 @@ def validation_curves(preset: Preset) -> list[dict]:
     for job in jobs(preset):
         path = Path(record_path(preset, job, "val_curve.json"))
         if path.exists():
-            for point in json.loads(path.read_text()):
+            for point in read_json(path):
                 rows.append(
                     {
                         "run": f"{job.detector}/{job.combo}",

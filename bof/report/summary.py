@@ -10,12 +10,12 @@ seeds', and it stands only if each half's own mean delta points the same way: ot
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
+from bof.io import read_json
 from bof.pipeline.matrix import Cell, Job, Preset, controls, left_out, pretrain_config, pretrain_key, record_path
 from bof.report.tables import interval, paired_deltas, table_frame, table_rows
 
@@ -370,7 +370,7 @@ def convergence_frame(preset: Preset, *, other_rows: bool = False) -> pd.DataFra
         for seed in preset.seeds:
             path = Path(record_path(preset, Job(cell.detector, cell.combo, seed), "val_curve.json"))
             if path.exists():
-                final, gain = last_quarter_gain(json.loads(path.read_text()))
+                final, gain = last_quarter_gain(read_json(path))
                 if final is not None:
                     finals.append(final)
                 if gain is not None:

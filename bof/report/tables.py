@@ -4,7 +4,6 @@ seeds ran. Written as Markdown, LaTeX and CSV."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bof.errors import BofError
+from bof.io import read_json
 from bof.pipeline.matrix import Cell, Job, Preset, controls, metric_path, table_cells
 
 
@@ -21,8 +22,10 @@ def read_metric(path: str | Path, metric: str) -> float | None:
     path = Path(path)
     if not path.exists():
         return None
-    report = json.loads(path.read_text())
-    value = report["mAP"] if metric == "voc07" else report["AP"]
+    report, key = read_json(path), "mAP" if metric == "voc07" else "AP"
+    value = report.get(key, "missing") if isinstance(report, dict) else "missing"
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise BofError(f"{path}: '{key}' is {value!r}, not a number; rerun the evaluation that writes it")
     return None if value is None else 100.0 * value
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bof.config import TrainConfig, load_config, to_dict
@@ -41,14 +43,96 @@ def test_defaults_and_overrides(tmp_path):
         ("optim: {epochs: 4, step_epochs: [3, 2]}", "step_epochs must be increasing"),
         ("tricks: {batchnorm: {mode: group, group_size: 5}}\noptim: {batch_size: 16}", "must divide optim.batch_size"),
         ("- a list", "top level must be a mapping"),
-        ("optim: {epochs: [", "not valid YAML"),
+        (
+            "optim: {epochs: [",
+            "not valid YAML (expected the node content, but found '<stream end>' at line 1, column 18)",
+        ),
+        ("optim: {step_factor: -1}", "optim.step_factor must be in (0, 1], got -1.0"),
+        ("optim: {step_factor: 1.5}", "optim.step_factor must be in (0, 1], got 1.5"),
+        ("optim: {lr: .nan}", "optim.lr: expected a finite number, got nan"),
+        ("optim: {weight_decay: -.inf}", "optim.weight_decay: expected a finite number, got -inf"),
+        ("optim: {epochs: 4, step_epochs: [.nan]}", "optim.step_epochs[0]: expected a finite number, got nan"),
+        ("optim: {lr: 1" + "0" * 400 + "}", "optim.lr: expected a finite number, got 1000000000"),
+        ("model: {width: .nan}", "model.width: expected a finite number, got nan"),
+        (
+            "model: {arch: faster_rcnn, backbone: small_resnet, min_size: 64, max_size: 64}",
+            "need 0 < min_size < max_size, got 64, 64",
+        ),
+        ("model: {nms_iou: .inf}", "model.nms_iou: expected a finite number, got inf"),
+        (
+            "model: {anchors: [[.inf, 1], [1, 1], [1, 1], [1, 1], [1, 1], [1, 1], [1, 1], [1, 1], [1, 1]]}",
+            "model.anchors[0][0]: expected a finite number, got inf",
+        ),
+        ("tricks: {mixup: {mode: beta, alpha: .inf}}", "tricks.mixup.alpha: expected a finite number, got inf"),
+        ("augment: {max_expand_ratio: .inf}", "augment.max_expand_ratio: expected a finite number, got inf"),
+        ("seed: 9223372036854775808", "seed must be in [0, 2**32 - 1 = 4294967295], got 9223372036854775808"),
+        ("seed: 4294967296", "seed must be in [0, 2**32 - 1 = 4294967295], got 4294967296"),
     ],
 )
 def test_bad_configs_name_the_key_and_the_file(tmp_path, text, message):
     path = write(tmp_path, text)
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")) as raised:
+    with pytest.raises(ConfigError, match=re.escape(message)) as raised:
         load_config(path)
     assert str(path) in str(raised.value)
+
+
+def test_command_line_and_json_values_are_checked_alike():
+    with pytest.raises(
+        ConfigError,
+        match=r"^override 'optim.lr=\[1': not valid YAML \(expected ',' or '\]', but got '<stream end>' at line 1, column 3\)$",
+    ):
+        load_config(None, ["optim.lr=[1"])
+    # --config-json text: YAML reads JSON; json.dumps writes NaN (a string to YAML), 1.0e+400 reads as inf
+    with pytest.raises(ConfigError, match=r"^optim.lr: expected a number, got 'NaN'$"):
+        load_config(None, text='{"optim": {"lr": NaN}}')
+    with pytest.raises(ConfigError, match=r"^optim.lr: expected a finite number, got inf$"):
+        load_config(None, text='{"optim": {"lr": 1.0e+400}}')
+    with pytest.raises(ConfigError, match=r"^model.width: expected a finite number, got nan$"):
+        load_config(None, ["model.width=.nan"])
+
+
+def test_the_edges_of_the_ranges_are_usable():
+    """The largest seed survives every use of it in training and pretraining; a step factor of 1 (no
+    decay) and max_size one above min_size pass, and that resize runs (equal sizes would not)."""
+    import torch
+    from torchvision import tv_tensors
+
+    from bof.config import SEED_MAX
+    from bof.tricks.augmentation import TwoStageAugment
+    from bof.tricks.random import generator_for
+
+    config = load_config(None, [f"seed={SEED_MAX}", "optim.step_factor=1"])
+    assert config.seed == SEED_MAX == 2**32 - 1 and config.optim.step_factor == 1.0
+    assert load_config(None, [f"seed={SEED_MAX}"], cls=PretrainConfig).seed == SEED_MAX
+    torch.Generator().manual_seed(SEED_MAX * 100_003 + 1000)  # bof/engine/train.py's and pretrain.py's
+    generator_for(SEED_MAX, 1000, 10**9)
+    with pytest.raises((RuntimeError, ValueError)):  # what 2**63 did, once the run folder existed
+        torch.Generator().manual_seed(2**63 * 100_003)
+    sizes = ["model.arch=faster_rcnn", "model.backbone=small_resnet", "model.min_size=64"]
+    assert load_config(None, [*sizes, "model.max_size=65"]).model.max_size == 65
+    image, boxes = torch.zeros(3, 30, 50, dtype=torch.uint8), torch.tensor([[1.0, 2.0, 20.0, 25.0]])
+    target = {"boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(30, 50))}
+    assert TwoStageAugment(64, 65)(image, target, generator=torch.Generator())[0].shape == (3, 39, 65)
+    with pytest.raises(ValueError, match="max_size = 64 must be strictly greater"):
+        TwoStageAugment(64, 64)(image, target, generator=torch.Generator())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seed=9223372036854775808", "seed must be in [0, 2**32 - 1 = 4294967295], got 9223372036854775808"),
+        ("seed=-1", "seed must be in [0, 2**32 - 1 = 4294967295], got -1"),
+        ("width=.nan", "width: expected a finite number, got nan"),
+        ("depth=0", "pretrain: width and depth must be > 0, got 1.0, 0.0"),
+        ("momentum=0", "pretrain: need weight_decay >= 0 and 0 < momentum < 1, got 0.0001, 0.0"),
+        ("weight_decay=-1", "pretrain: need weight_decay >= 0 and 0 < momentum < 1, got -1.0, 0.9"),
+        ("workers=-1", "workers >= 0"),
+        ("lr=.inf", "lr: expected a finite number, got inf"),
+    ],
+)
+def test_bad_pretrain_configs_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [override], cls=PretrainConfig)
 
 
 def test_yaml_is_loaded_safely(tmp_path):

@@ -30,6 +30,14 @@ def bof(*args, cwd=None):
         ("tricks.mixup.mode=beta", None),  # valid: the control case
         ("tricks.mixup.alpha=0", "mixup beta parameters must be > 0"),
         ("tricks.random_shapes.min=300", "multiples of 32"),
+        # what used to pass the checks and crash (or train nonsense) once the run folder existed
+        ("optim.step_factor=-1", "optim.step_factor must be in (0, 1], got -1.0"),
+        ("optim.lr=.nan", "optim.lr: expected a finite number, got nan"),
+        ("optim.weight_decay=.inf", "optim.weight_decay: expected a finite number, got inf"),
+        ("model.width=.nan", "model.width: expected a finite number, got nan"),
+        ("model.max_size=600", "model: need 0 < min_size < max_size, got 600, 600"),
+        ("seed=9223372036854775808", "seed must be in [0, 2**32 - 1 = 4294967295], got 9223372036854775808"),
+        ("optim.lr=[1", "override 'optim.lr=[1': not valid YAML (expected ',' or ']', but got '<stream end>'"),
     ],
 )
 def test_train_config_errors_write_nothing(tiny_config, tmp_path, override, message):
@@ -52,8 +60,11 @@ def test_train_config_errors_write_nothing(tiny_config, tmp_path, override, mess
     if message is None:
         assert result.returncode == 0, result.stderr[-2000:]
         return
-    assert result.returncode == 2 and message in result.stderr and str(path) in result.stderr, result.stderr
+    # the file is named, except for an override that is not YAML (the command line's, not the file's)
+    where = override if message.startswith("override") else str(path)
+    assert result.returncode == 2 and message in result.stderr and where in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+    assert result.stderr.strip().count("\n") == 0, result.stderr  # one line
 
 
 def test_a_broken_image_stops_training_before_it_starts(tiny_synth, tiny_config, tmp_path):

@@ -96,18 +96,16 @@ def test_an_interrupted_pretraining_resumes_to_the_same_backbone(tiny_synth, tmp
     )
     pretrain(config, tmp_path / "reference", progress=False)
 
-    original, calls = pretrain_module.save_checkpoint, []
+    original = pretrain_module.RunCheckpoints.save
 
-    def save_then_break(payload, path):
-        original(payload, path)
-        calls.append(path)
-        if len(calls) == 1:
-            raise Interrupted
+    def save_then_break(self, state):
+        original(self, state)
+        raise Interrupted
 
-    monkeypatch.setattr(pretrain_module, "save_checkpoint", save_then_break)
+    monkeypatch.setattr(pretrain_module.RunCheckpoints, "save", save_then_break)
     with pytest.raises(Interrupted):
         pretrain(config, tmp_path / "interrupted", progress=False)
-    monkeypatch.setattr(pretrain_module, "save_checkpoint", original)
+    monkeypatch.setattr(pretrain_module.RunCheckpoints, "save", original)
     assert load_checkpoint(tmp_path / "interrupted" / "checkpoint.pt")["state"]["epoch"] == 1
     torch.manual_seed(12345)
     pretrain(config, tmp_path / "interrupted", progress=False)

@@ -26,17 +26,35 @@ class Evil:
 
 
 def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
+    """torch.save writes the pickle of an object whose __reduce__ calls os.system: the archive is
+    intact (its CRCs match), so only weights_only stops it. The message names what was refused and
+    does not repeat torch's advice to load it with weights_only=False."""
+    import torch
+
     marker = tmp_path / "PWNED"
     evil = tmp_path / "model.pt"
-    evil.write_bytes(pickle.dumps({"format": "bof-model-1", "model": Evil(marker)}))
-    with pytest.raises(BofError, match="not a loadable checkpoint"):
+    torch.save({"format": "bof-model-1", "model": Evil(marker)}, evil)
+    with pytest.raises(BofError) as refused:
         load_checkpoint(evil)
+    message = str(refused.value)
+    assert message.startswith(f"{evil}: not a loadable checkpoint: refused, it holds Python objects")
+    assert "GLOBAL posix.system" in message and "weights_only" not in message
     result = subprocess.run(
         [sys.executable, "-m", "bof", "predict", "--model", str(evil), "--out", str(tmp_path / "p")],
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 2 and "model.pt: not a loadable checkpoint" in result.stderr
+    assert result.returncode == 2 and "model.pt: not a loadable checkpoint: refused" in result.stderr
+    assert "weights_only" not in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_a_bare_pickle_is_not_taken_for_a_checkpoint(tmp_path):
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(pickle.dumps({"format": "bof-model-1", "model": Evil(marker)}))
+    with pytest.raises(BofError, match=r"model.pt: not a checkpoint of torch.save \(no zip archive\)"):
+        load_checkpoint(evil)
     assert not marker.exists()
 
 
@@ -46,7 +64,7 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "checkpoint.pt"
     torch.save({"weights": torch.zeros(1000)}, path)
     path.write_bytes(path.read_bytes()[:500])
-    with pytest.raises(BofError, match="checkpoint.pt: not a loadable checkpoint"):
+    with pytest.raises(BofError, match="checkpoint.pt: damaged checkpoint \\(its zip archive is cut or broken"):
         load_checkpoint(path)
 
 

@@ -250,10 +250,20 @@ def test_make_replicate_trains_the_second_set_of_seeds_on_the_same_backbones(tmp
         )
     make = subprocess.run(["make", "-n", "replicate", "PRESET=mini"], cwd=ROOT, capture_output=True, text=True)
     assert "--configfile config/mini.yaml --config replicate=true" in make.stdout
-    with pytest.raises(ConfigError, match="replication seeds"):
+    with pytest.raises(ConfigError, match=r"mini.yaml: replication_seeds: \[\] should be non-empty"):  # the schema's
         matrix.load_preset(preset, raw={**raw, "replicate": True, "replication_seeds": []})
+    without = {key: value for key, value in raw.items() if key != "replication_seeds"}
+    with pytest.raises(
+        ConfigError, match="replicate asks for the replication seeds, but the preset names no replication_seeds"
+    ):
+        matrix.load_preset(preset, raw={**without, "replicate": True})
     with pytest.raises(ConfigError, match=r"replication_seeds \[2\] are also in seeds"):
         matrix.load_preset(preset, raw={**raw, "replication_seeds": [2, 3]})
+
+
+DETECTOR_KEYS = (
+    "augment, mixup_off_last_epochs, model, optim, pretrained, random_shapes, resources, run, same_as, tricks"
+)
 
 
 def test_a_typo_in_the_preset_is_named(tmp_path):
@@ -263,7 +273,88 @@ def test_a_typo_in_the_preset_is_named(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     result = snakemake("-n", "--configfile", str(path))
     assert result.returncode != 0
-    assert "mixup_of_last_epochs" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert f"{path}: unknown key 'detectors.yolov3.mixup_of_last_epochs' (known: {DETECTOR_KEYS})" in output, output
+    assert "additionalProperties" not in output  # not the schema's dump
+
+
+def test_a_misspelt_preset_key_on_the_command_line_is_named_on_one_line():
+    """``--config 'seedz=[0]'``: named against the schema's keys before its validation dumps the schema."""
+    result = snakemake("-n", "--config", "seedz=[0]")
+    known = ", ".join(sorted(yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and f"config/mini.yaml: unknown key 'seedz' (known: {known})" in output, output
+    assert "additionalProperties" not in output and "controls, dataset, detectors, figures, leave_out, name" in known
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda raw: raw.update(seedz=[0]), "unknown key 'seedz' (known: controls, dataset, detectors, figures, "),
+        (
+            lambda raw: raw["dataset"]["synth"].update(num_imgs=3),
+            "unknown key 'dataset.synth.num_imgs' (known: class_names, classes, cls_image_size, ",
+        ),
+        (
+            lambda raw: raw["detectors"].update(yolov4={}),
+            "unknown key 'detectors.yolov4' (known: frcnn_r101, frcnn_r50, yolov3)",
+        ),
+        (
+            lambda raw: raw["detectors"]["frcnn_r50"].update(mixup_of_last_epochs=3),
+            f"unknown key 'detectors.frcnn_r50.mixup_of_last_epochs' (known: {DETECTOR_KEYS})",
+        ),
+        (
+            lambda raw: raw["detectors"]["frcnn_r50"]["resources"].update(gpu=1),
+            "unknown key 'detectors.frcnn_r50.resources.gpu' (known: cpus, gpus, mem_mb, runtime)",
+        ),
+    ],
+)
+def test_a_misspelt_preset_key_is_named_with_the_known_ones(change, message):
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw["detectors"]["frcnn_r50"].setdefault("resources", {})
+    change(raw)
+    with pytest.raises(ConfigError) as raised:
+        matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
+    assert str(raised.value).startswith(f"{ROOT / 'config' / 'mini.yaml'}: {message}"), raised.value
+
+
+@pytest.mark.parametrize(
+    ("table", "where", "tricks", "message"),
+    [
+        (
+            "table3",
+            ("rows", 2, None),
+            {"lr_schedul": "cosine"},
+            "table3: row '+ cosine lr schedule': unknown trick key 'lr_schedul' (known: augmentation, batchnorm, "
+            "label_smoothing, lr_schedule, mixup, random_shapes)",
+        ),
+        (
+            "table4",
+            ("rows", 0, "bof"),
+            {"lr_schedule": "cosine", "mixup": {"mode": "fixed", "weigthed": False}},
+            "table4: row 'Faster-RCNN R50' bof: unknown trick key 'mixup.weigthed' (known: alpha, beta, loss_scale, "
+            "mode, off_last_epochs, weighted)",
+        ),
+        (
+            "table6",
+            ("columns", 1, None),
+            {"mixup": {"mode": "fixed"}, "label_smothing": True},
+            "table6: column '+Mixup FRCNN': unknown trick key 'label_smothing' (known: augmentation, batchnorm, ",
+        ),
+    ],
+)
+def test_a_misspelt_trick_key_in_the_tables_is_named(tmp_path, table, where, tricks, message):
+    """Today's slug leaves an unknown key out, so the row collided with the one it misspells, unnamed."""
+    tables = yaml.safe_load((ROOT / "config" / "tables.yaml").read_text())
+    key, index, side = where
+    entry = tables[table][key][index]
+    (entry[side] if side else entry)["tricks"] = tricks
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump(tables))
+    path = tmp_path / "mini.yaml"
+    path.write_text((ROOT / "config" / "mini.yaml").read_text())
+    with pytest.raises(ConfigError) as raised:
+        matrix.load_preset(path)
+    assert str(raised.value).startswith(f"{(tmp_path / 'tables.yaml').resolve()}: {message}"), raised.value
 
 
 def test_report_json_of_the_pipeline_matches_the_preset_file():

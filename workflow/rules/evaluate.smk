@@ -1,11 +1,14 @@
 EVAL = matrix.eval_pattern(PRESET)
 # A training writes its final validation's detections (what `bof predict` writes) to
-# {RUN}/predictions; the evaluations score those files with the official tools' rules.
+# {RUN}/predictions; the evaluations score those files with the official tools' rules. Every
+# file they read is an input (a deleted one reruns its training), checked against the SHA256SUMS
+# the training wrote with them (a cut or edited one stops the evaluation, naming it).
 
 
 rule evaluate_voc:
     input:
-        f"{RUN}/predictions/coco_results.json",
+        results=matrix.voc_results_files(PRESET, f"{RUN}/predictions"),
+        checksums=f"{RUN}/predictions/SHA256SUMS",
     output:
         f"{EVAL}/voc07.json",
     log:
@@ -18,14 +21,15 @@ rule evaluate_voc:
             if PRESET.dataset["kind"] != "coco"
             else ""
         ),
-        results=lambda wildcards, input: os.path.join(os.path.dirname(input[0]), "voc"),
+        results=lambda wildcards, input: os.path.dirname(input.results[0]),
     shell:
-        "{BOF} evaluate voc {params.devkit} --results {params.results:q} --metric voc07 --out {output:q} > {log:q} 2>&1"
+        "{BOF} evaluate voc {params.devkit} --results {params.results:q} --checksums {input.checksums:q} --metric voc07 --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_coco:
     input:
         results=f"{RUN}/predictions/coco_results.json",
+        checksums=f"{RUN}/predictions/SHA256SUMS",
         annotations=matrix.val_annotations_input(PRESET),
     output:
         f"{EVAL}/coco.json",
@@ -38,7 +42,7 @@ rule evaluate_coco:
             PRESET, input.annotations
         ),
     shell:
-        "{BOF} evaluate coco --annotations {params.annotations:q} --results {input.results:q} --out {output:q} > {log:q} 2>&1"
+        "{BOF} evaluate coco --annotations {params.annotations:q} --results {input.results:q} --checksums {input.checksums:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule figure_data:

@@ -1,11 +1,37 @@
 # The report reads eval/ and figure_data/ only (what git ships), never the runs or the dataset.
-# Its files are outputs with captions, so `snakemake --report report.html` makes one
-# self-contained page: the DAG, the runtimes, the config, Tables 1-6 and Figures 1-9.
-rule report:
+# All or nothing, in two steps: render_report writes the whole set into a staging folder, so a
+# damaged input stops it there; only then does the report job (whose outputs Snakemake deletes
+# before it runs) copy the set into place.
+rule render_report:
     input:
         matrix.metric_targets(PRESET),
         matrix.figure_data_targets(PRESET),
         matrix.record_targets(PRESET),
+    output:
+        # the set's first file stands for the folder (a directory() output would leave Snakemake's
+        # timestamp file among the shipped results)
+        temp(f"{RESULTS}/.report_staging/REPORT.md"),
+    log:
+        f"{RESULTS}/logs/render_report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/render_report.tsv"
+    params:
+        preset=json.dumps(
+            {"path": str(PRESET.path), "raw": PRESET.raw, "tables": PRESET.tables}
+        ),
+        staging=lambda wildcards, output: os.path.dirname(output[0]),
+    shell:
+        "rm -rf {params.staging:q} && {BOF} report --preset-json {params.preset:q} --render-to {params.staging:q} > {log:q} 2>&1"
+
+
+# Its files are outputs with captions, so `snakemake --report report.html` makes one
+# self-contained page: the DAG, the runtimes, the config, Tables 1-6 and Figures 1-9.
+rule report:
+    input:
+        staging=rules.render_report.output,
+        # again here: a changed metrics file must make the report out of date, and the staging
+        # folder, temporary, cannot carry that
+        results=rules.render_report.input,
     output:
         report(
             f"{RESULTS}/REPORT.md", caption="../report/report.rst", category="Report"
@@ -24,6 +50,12 @@ rule report:
             for name in PRESET.tables
         ],
         [
+            f"{RESULTS}/tables/{name}.{kind}"
+            for name in PRESET.tables
+            for kind in ("md", "tex")
+        ],
+        f"{RESULTS}/val_curves.json",
+        [
             report(
                 f"{RESULTS}/figures/{name}.png",
                 caption=f"../report/{name}.rst",
@@ -36,8 +68,8 @@ rule report:
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     params:
-        preset=json.dumps(
-            {"path": str(PRESET.path), "raw": PRESET.raw, "tables": PRESET.tables}
-        ),
+        # the settings too (a preset or tables change redoes the report), for the same reason
+        preset=rules.render_report.params.preset,
+        staging=lambda wildcards, input: os.path.dirname(input.staging[0]),
     shell:
-        "{BOF} report --preset-json {params.preset:q} > {log:q} 2>&1"
+        "{BOF} report --install-from {params.staging:q} --results {RESULTS:q} > {log:q} 2>&1"

@@ -8,6 +8,8 @@ rule train:
         curve=f"{RUN}/val_curve.json",
         run=f"{RUN}/run.json",
         predictions=f"{RUN}/predictions/coco_results.json",
+        voc_results=matrix.voc_results_files(PRESET, f"{RUN}/predictions"),
+        checksums=f"{RUN}/predictions/SHA256SUMS",
     log:
         f"{RESULTS}/logs/train/{{detector}}/{{combo}}_seed{{seed}}.log",
     benchmark:

@@ -9,6 +9,15 @@ from bof.data.synth.shapes import MAX_CLASSES, SHAPE_INDEX, class_names
 from bof.errors import ConfigError
 
 
+def parse_classes(value: str | int) -> tuple[int, tuple[str, ...]]:
+    """``bof synth --classes``: a count (the first K classes) or comma-separated names ->
+    (num_classes, class_names)."""
+    names = tuple(name.strip() for name in str(value).split(",") if name.strip())
+    if len(names) == 1 and names[0].isdigit():
+        return int(names[0]), ()
+    return len(names), names
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Settings of ``bof synth``; checked on construction."""
