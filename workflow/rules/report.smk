@@ -71,5 +71,6 @@ rule report:
         # the settings too (a preset or tables change redoes the report), for the same reason
         preset=rules.render_report.params.preset,
         staging=lambda wildcards, input: os.path.dirname(input.staging[0]),
+        results=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "{BOF} report --install-from {params.staging:q} --results {RESULTS:q} > {log:q} 2>&1"
+        "{BOF} report --install-from {params.staging:q} --results {params.results:q} > {log:q} 2>&1"
