@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from bof.errors import BofError
@@ -59,7 +60,13 @@ def run(args: argparse.Namespace) -> int:
             raise BofError(f"--preset-json is not valid JSON ({error})") from None
         preset = Preset(Path(data.get("path", "config/preset.yaml")), data["raw"], data["tables"])
     if args.render_to is not None:
-        print(f"rendered {render_report(preset, args.render_to)}")
+        existed = args.render_to.exists()
+        try:
+            print(f"rendered {render_report(preset, args.render_to)}")
+        except BaseException:
+            if not existed:  # no half-rendered set to install (a folder of the user's is left alone)
+                shutil.rmtree(args.render_to, ignore_errors=True)
+            raise
         return 0
     report = make_report(preset)
     print(f"wrote {report}")

@@ -203,3 +203,34 @@ def test_pretrain_restart_sets_an_unreadable_checkpoint_aside_unread(tiny_synth,
     assert len(list(out.glob("checkpoint.stale-*.pt"))) == 1
     assert load_checkpoint(out / "checkpoint.pt")["state"]["epoch"] == 1
     assert (out / "backbone.pt").exists()
+
+
+def test_under_torchrun_every_process_falls_back_together_and_the_lock_answers_all(tiny_config, tmp_path):
+    """Two gloo processes: a damaged latest checkpoint is set aside once (by the main process) and
+    both resume from the generation before, ending with the uninterrupted run's weights; a held
+    run folder stops both processes with the lock's message, not a hang."""
+    config_path, _ = tiny_config("yolov3")
+
+    def torchrun(out):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        command += ["-m", "bof", "train", "--config", str(config_path), "--out", str(out), "--quiet"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600, env={**ENV, "OMP_NUM_THREADS": "1"})
+
+    reference = tmp_path / "reference"
+    assert torchrun(reference).returncode == 0
+    damaged = tmp_path / "damaged"
+    shutil.copytree(reference, damaged)
+    record = flip_inside_a_tensor(damaged / "checkpoint.pt")
+
+    result = torchrun(damaged)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count(f"record {record!r} does not match the CRC-32 written with it") == 1
+    assert result.stdout.count(f"resuming {damaged} at epoch 2") == 1
+    assert len(list(damaged.glob("checkpoint.damaged-*.pt"))) == 1
+    assert same_weights(reference / "model.pt", damaged / "model.pt")
+
+    with hold_run_folder(damaged, "bof train"):
+        held = torchrun(damaged)
+    assert held.returncode != 0
+    assert f"bof train: error: {damaged}: bof train (pid {os.getpid()}, since " in held.stderr
