@@ -7,7 +7,9 @@ smoothing, mixup) is trained at the preset's full size (Darknet-53 YOLOv3 at 416
 R50/R101 at 600/1000, COCO 800/1333) with the preset's per-GPU batch and data-loader workers, AMP
 and channels_last, launched exactly as the pipeline launches it (``torch.distributed.run
 --standalone --nproc_per_node 1 -m bof train``: NCCL, the SyncBN conversion, DDP), on synthetic
-VOC-sized images (no internet needed), for a few epochs. Each run's ``run.json`` gives its
+VOC-sized images (no internet needed), for a few epochs. Under torchrun one process takes the
+8-GPU path (bof/engine/distributed.py): each run's ``run.json`` says which (``process_group``,
+``ddp``, ``batchnorm_layers``), and a run that did not take it fails the check. Each run's ``run.json`` gives its
 images/s, peak GPU memory and the share of the training time spent waiting for data; its log
 gives the loss, which must fall. From the images/s the script projects the training time of each
 preset on one node of 8 such GPUs (every training job of the preset, all seeds, the preset's
@@ -97,11 +99,28 @@ def run_training(config: dict, out: Path, *, timeout: float) -> dict:
         "peak_memory_gib": run["peak_memory_bytes"] / 2**30 if run["peak_memory_bytes"] is not None else None,
         "amp": run["amp"],
         "world_size": run["world_size"],
+        "process_group": run["process_group"],
+        "ddp": run["ddp"],
+        "batchnorm_layers": run["batchnorm_layers"],
+        "distributed_path": distributed_path(config, run),
         "iterations": run["iterations"],
         "loss_first_quarter": first,
         "loss_last_quarter": last,
         "loss_fell": last < first,
     }
+
+
+def distributed_path(config: dict, run: dict) -> bool:
+    """Whether the run took the 8-GPU path: a process group (NCCL on a GPU), DDP, and synchronized
+    BN layers where the combination asks for them."""
+    cuda = torch.cuda.is_available()  # the trainings run on this machine
+    sync = config["tricks"]["batchnorm"]["mode"] == "sync"
+    expected_bn = "SyncBatchNorm" if cuda else "CPUSyncBatchNorm"
+    return (
+        run["process_group"] == ("nccl" if cuda else "gloo")
+        and run["ddp"]
+        and (not sync or expected_bn in run["batchnorm_layers"])
+    )
 
 
 def projection(preset: matrix.Preset, images_per_second: dict[str, float], gpus_per_node: int = 8) -> dict:
@@ -206,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    failed = [f"{r['preset']}/{r['detector']}" for r in runs if not (r["ok"] and r["loss_fell"])]
+    failed = [
+        f"{r['preset']}/{r['detector']}" for r in runs if not (r["ok"] and r["loss_fell"] and r["distributed_path"])
+    ]
     if failed:
-        print(f"failed or loss did not fall: {', '.join(failed)}")
+        print(f"failed, loss did not fall, or not the distributed path: {', '.join(failed)}")
     return 1 if failed or not runs else 0
 
 

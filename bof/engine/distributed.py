@@ -16,6 +16,7 @@ class Context:
     world_size: int
     local_rank: int
     device: torch.device
+    process_group: bool = False  # launched by torchrun: one process included, as on 8 GPUs
 
     @property
     def is_main(self) -> bool:
@@ -23,11 +24,12 @@ class Context:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.process_group
 
 
 def setup(device: str = "auto") -> Context:
-    """Join the process group if launched by ``torchrun`` (``WORLD_SIZE`` > 1) and pick the device."""
+    """Join the process group if launched by ``torchrun`` (``WORLD_SIZE`` set, 1 included: a
+    one-GPU run takes the path of an 8-GPU one, DDP and SyncBN over NCCL) and pick the device."""
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("run.device is 'cuda' but no CUDA device is available")
@@ -38,9 +40,10 @@ def setup(device: str = "auto") -> Context:
         torch_device = torch.device("cuda", local_rank)
     else:
         torch_device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
+    launched = "WORLD_SIZE" in os.environ
+    if launched and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Context(rank, world_size, local_rank, torch_device)
+    return Context(rank, world_size, local_rank, torch_device, process_group=launched)
 
 
 def teardown() -> None:

@@ -215,7 +215,8 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
+        if saved["scaler"]:  # empty when written without AMP (on a CPU): a GPU resume starts a fresh scale
+            scaler.load_state_dict(saved["scaler"])
         restore_rng(saved, context)  # the crops of `workers: 0` draw from it
         state = saved["state"]
     wall_started = time.time()
@@ -303,6 +304,8 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
                 "train_images": len(train_set),
                 "val_images": len(val_set),
                 "world_size": context.world_size,
+                "process_group": torch.distributed.get_backend() if context.distributed else None,
+                "ddp": isinstance(network, DistributedDataParallel),
                 "wall_seconds": time.time() - wall_started,
                 "images_per_second": state["images_seen"] / state["train_seconds"] if state["train_seconds"] else None,
                 "top1": top1,

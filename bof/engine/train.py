@@ -195,7 +195,8 @@ class Trainer:
         reason = None
         if comparable(saved["config"]) != comparable(to_dict(self.config)):
             reason = "it holds a run of another config"
-        elif anchors is not None and not torch.equal(saved["model"]["anchors"], anchors):
+        # the checkpoint is loaded to the CPU, the model's anchors live on its device
+        elif anchors is not None and not torch.equal(saved["model"]["anchors"], anchors.cpu()):
             reason = f"it was trained with other anchors than {self.config.model.anchors!r} holds now"
         elif saved.get("pretrained_sha256") != self.pretrained_sha256:
             reason = f"it started from another backbone than {self.config.model.pretrained} holds now"
@@ -205,7 +206,8 @@ class Trainer:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        self.scaler.load_state_dict(saved["scaler"])
+        if saved["scaler"]:  # empty when written without AMP (on a CPU): a GPU resume starts a fresh scale
+            self.scaler.load_state_dict(saved["scaler"])
         restore_rng(saved, self.context)
         self.state = Progress(**saved["progress"])
         return True
@@ -379,6 +381,13 @@ class Trainer:
                 "val_images": len(self.val_data),
                 "iterations": self.state.iteration,
                 "world_size": self.context.world_size,
+                # what the run's distributed path was: under torchrun (one process included) a
+                # process group, DDP and the configured BN conversion, as on 8 GPUs
+                "process_group": torch.distributed.get_backend() if self.context.distributed else None,
+                "ddp": isinstance(self.network, DistributedDataParallel),
+                "batchnorm_layers": sorted(
+                    {type(m).__name__ for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+                ),
                 "amp": self.use_amp,
                 "wall_seconds": wall_seconds,
                 "train_seconds": self.state.train_seconds,

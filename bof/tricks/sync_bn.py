@@ -45,7 +45,7 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
         if not self.training or not dist.is_available() or not dist.is_initialized():
             return super().forward(x)
         channels = x.shape[1]
-        count = torch.tensor([x.numel() / channels], dtype=x.dtype)
+        count = torch.tensor([x.numel() / channels], dtype=x.dtype, device=x.device)
         total = dist_nn.all_reduce(torch.cat([x.sum(dim=(0, 2, 3)), count]))
         mean = total[:channels] / total[channels]
         centred = x - mean[None, :, None, None]
@@ -96,10 +96,10 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
             eps=self.eps,
         )
         if self.track_running_stats:
-            with torch.no_grad():
-                dims = (0, *range(2, grouped.dim()))
-                per_group_mean = grouped.mean(dim=dims).view(groups, channels)
-                per_group_var = grouped.var(dim=dims, unbiased=True).view(groups, channels)
+            with torch.no_grad():  # in float32, as the running statistics: under AMP x is float16
+                dims, statistics = (0, *range(2, grouped.dim())), grouped.float()
+                per_group_mean = statistics.mean(dim=dims).view(groups, channels)
+                per_group_var = statistics.var(dim=dims, unbiased=True).view(groups, channels)
                 momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
                 self.running_mean.lerp_(per_group_mean.mean(0), momentum)
                 self.running_var.lerp_(per_group_var.mean(0), momentum)
@@ -134,8 +134,8 @@ def convert_batchnorm(model: nn.Module, mode: BatchNormMode, *, group_size: int 
         )
     if mode != "sync":
         raise ConfigError(f"batch norm mode must be 'plain', 'sync' or 'group', got {mode!r}")
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return model  # one process holds the whole batch
+    if not (dist.is_available() and dist.is_initialized()):
+        return model  # one process, no group: it holds the whole batch
     if dist.get_backend() == "nccl":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return _replace_batchnorm(model, lambda bn: CPUSyncBatchNorm(bn.num_features, **_options(bn)))

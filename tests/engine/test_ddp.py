@@ -79,3 +79,30 @@ def test_torchrun_two_processes_with_sync_bn(tiny_config, tmp_path, arch, batch)
         assert (got["image_id"], got["category_id"]) == (want["image_id"], want["category_id"])
         assert got["score"] == pytest.approx(want["score"], abs=1e-5)
         assert got["bbox"] == pytest.approx(want["bbox"], abs=1e-3)
+
+
+def test_one_process_under_torchrun_takes_the_distributed_path(tiny_config, tmp_path):
+    """Issue 28, item 2: a one-GPU check launched like the pipeline (torchrun, one process) must
+    run what 8 GPUs run: a process group, DDP and the SyncBN conversion. A plain launch keeps
+    single-process training (no group, plain BN)."""
+    path, _ = tiny_config("yolov3", ("optim.epochs=1",))
+    common = ["-m", "bof", "train", "--config", str(path), "--quiet", "--set", "tricks.batchnorm.mode=sync"]
+    common += ["--set", "optim.epochs=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launched = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", *common]
+    result = subprocess.run([*launched, "--out", str(tmp_path / "torchrun")], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    plain = subprocess.run(
+        [sys.executable, *common, "--out", str(tmp_path / "plain")], capture_output=True, text=True, env=env
+    )
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    records = {name: json.loads((tmp_path / name / "run.json").read_text()) for name in ("torchrun", "plain")}
+    distributed = {key: records["torchrun"][key] for key in ("world_size", "process_group", "ddp", "batchnorm_layers")}
+    assert distributed == {
+        "world_size": 1,
+        "process_group": "gloo",
+        "ddp": True,
+        "batchnorm_layers": ["CPUSyncBatchNorm"],
+    }
+    single = {key: records["plain"][key] for key in ("world_size", "process_group", "ddp", "batchnorm_layers")}
+    assert single == {"world_size": 1, "process_group": None, "ddp": False, "batchnorm_layers": ["BatchNorm2d"]}

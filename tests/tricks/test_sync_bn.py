@@ -128,3 +128,21 @@ def test_modes_in_one_process():
     assert convert_batchnorm(model, "plain") is model
     with pytest.raises(ConfigError, match="batch norm mode"):
         convert_batchnorm(model, "fast")
+
+
+def test_group_bn_keeps_float32_statistics_under_autocast():
+    """Issue 28: under AMP (CUDA's float16; bfloat16 is the CPU's autocast) the conv output is
+    half precision while the running statistics are float32, and ``lerp_`` refused to mix them:
+    every grouped-BN training step on a GPU failed. The statistics are taken in float32."""
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 4, 3), GroupBatchNorm2d(4, group_size=2)
+    images = torch.randn(8, 3, 10, 10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = conv(images)
+        bn(features)
+    assert features.dtype == torch.bfloat16 and bn.running_mean.dtype == torch.float32
+    groups = features.float().reshape(4, 2, 4, 8, 8)  # 4 groups of 2 images
+    expected_mean = 0.1 * groups.mean(dim=(1, 3, 4)).mean(0)
+    expected_var = 0.9 + 0.1 * groups.transpose(1, 2).reshape(4, 4, -1).var(dim=2, unbiased=True).mean(0)
+    assert torch.allclose(bn.running_mean, expected_mean, atol=1e-6)
+    assert torch.allclose(bn.running_var, expected_var, atol=1e-5)
