@@ -46,6 +46,11 @@ TINY_MODELS = {  # CPU-sized stand-ins for the tests: the same code path, networ
     "yolov3": {"backbone": "darknet53", "width": 0.125, "depth": 0.34, "input_size": 64},
     "faster_rcnn": {"backbone": "small_resnet", "width": 0.125, "min_size": 64, "max_size": 96},
 }
+TINY_MODELS_BY_BACKBONE = {  # their backbones' pretraining
+    "darknet53": {"backbone": "darknet53", "width": 0.125, "depth": 0.34},
+    "resnet50": {"backbone": "small_resnet", "width": 0.125},
+    "resnet101": {"backbone": "small_resnet", "width": 0.125},
+}
 
 
 def heaviest_job(preset: matrix.Preset, detector: str) -> matrix.Job:
@@ -54,16 +59,47 @@ def heaviest_job(preset: matrix.Preset, detector: str) -> matrix.Job:
     return matrix.Job(detector, max(combos, key=lambda combo: (len(combo.split("_")), combo)), 0)
 
 
-def check_config(preset: matrix.Preset, job: matrix.Job, data_root: Path, *, epochs: int, tiny: bool) -> dict:
-    """The job's config as the pipeline builds it, on the synthetic data, for ``epochs`` short epochs."""
+def per_gpu(batch_size: int, lr: float, processes: int) -> tuple[int, float]:
+    """One GPU's share of the preset's batch and the learning rate for it alone (the linear scaling
+    rule): the check trains one process, whose gradient is not averaged with seven others."""
+    batch = max(1, batch_size // max(1, processes))
+    return batch, lr * batch / batch_size
+
+
+def backbone_config(preset: matrix.Preset, backbone: str, data_root: Path, *, steps: int, tiny: bool) -> dict:
+    """The preset's pretraining recipe of ``backbone``, one GPU's share, for about ``steps`` steps
+    on the synthetic classification images: long enough (BN's momentum 0.1: 1 - 0.9**30 = 96 %)
+    for its batch-norm statistics to be the data's. A detector built on identity statistics
+    (``pretrained: none``) lets R101's activations grow past float16's range under AMP."""
+    config = to_dict(matrix.pretrain_config(preset, backbone, "plain"))
+    resources = matrix.pretraining_resources(preset, backbone)
+    batch, lr = per_gpu(config["batch_size"], config["lr"], resources.processes)
+    if tiny:
+        config.update(image_size=32, workers=min(config["workers"], 1))
+        config.update({key: value for key, value in TINY_MODELS_BY_BACKBONE.get(backbone, {}).items()})
+        batch = min(batch, 8)
+    images = sum(1 for _ in (data_root / "train").rglob("*.jpg"))
+    per_epoch = max(1, images // batch)
+    config.update(
+        data=str(data_root), batch_size=batch, lr=lr, warmup_epochs=0.0, epochs=-(-steps // per_epoch), device="auto"
+    )
+    return config
+
+
+def check_config(
+    preset: matrix.Preset, job: matrix.Job, data_root: Path, *, epochs: int, tiny: bool, backbone: Path | None
+) -> dict:
+    """The job's config as the pipeline builds it, on the synthetic data, for ``epochs`` short epochs,
+    from the briefly pretrained ``backbone`` (ImageNet weights need the internet), at one GPU's
+    share of the batch and learning rate, with a warmup of half the first epoch."""
     config = to_dict(matrix.train_config(preset, job))
     resources = matrix.training_resources(preset, job.detector)
-    per_gpu = max(1, config["optim"]["batch_size"] // resources.processes)  # what one GPU of the preset sees
+    batch, lr = per_gpu(config["optim"]["batch_size"], config["optim"]["lr"], resources.processes)
     config["data"] = {"format": "voc", "root": str(data_root), "train": ["2007:trainval"], "val": ["2007:test"]}
-    config["model"]["pretrained"] = None  # ImageNet backbones need the internet; throughput does not
+    config["model"]["pretrained"] = str(backbone) if backbone is not None else None
     if config["model"]["arch"] == "yolov3" and isinstance(config["model"]["anchors"], str):
         config["model"]["anchors"] = None  # a k-means file of the real data: the paper's nine instead
-    config["optim"].update(epochs=epochs, batch_size=per_gpu, step_epochs=[], warmup_epochs=0.0)
+    config["optim"].update(epochs=epochs, batch_size=batch, lr=lr, step_epochs=[], warmup_epochs=0.5)
     config["tricks"]["mixup"]["off_last_epochs"] = 0  # mixing in every epoch: its data cost is measured
     config["run"].update(val_every=0, log_every=5, amp=True, device="auto")
     if tiny:
@@ -76,13 +112,37 @@ def check_config(preset: matrix.Preset, job: matrix.Job, data_root: Path, *, epo
     return config
 
 
+def torchrun(command: str, config: dict, out: Path, *, timeout: float) -> subprocess.CompletedProcess:
+    """``bof <command>`` under torch.distributed.run with one process, as the pipeline starts it."""
+    out.mkdir(parents=True, exist_ok=True)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
+    launch += ["-m", "bof", command, "--config-json", json.dumps(config), "--out", str(out), "--quiet"]
+    return subprocess.run(launch, capture_output=True, text=True, timeout=timeout)
+
+
+def run_pretraining(config: dict, out: Path, *, timeout: float) -> dict:
+    started = time.perf_counter()
+    result = torchrun("pretrain", config, out, timeout=timeout)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        return {"ok": False, "wall_seconds": wall, "error": (result.stdout + result.stderr)[-3000:]}
+    run = json.loads((out / "run.json").read_text())
+    return {
+        "ok": True,
+        "wall_seconds": wall,
+        "images_per_second": run["images_per_second"],
+        "batch_per_gpu": config["batch_size"],
+        "epochs": config["epochs"],
+        "process_group": run["process_group"],
+        "ddp": run["ddp"],
+        "backbone": str(out / "backbone.pt"),
+    }
+
+
 def run_training(config: dict, out: Path, *, timeout: float) -> dict:
     """``bof train`` under torch.distributed.run with one process, as the pipeline starts it."""
-    out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
-    command += ["-m", "bof", "train", "--config-json", json.dumps(config), "--out", str(out), "--quiet"]
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    result = torchrun("train", config, out, timeout=timeout)
     wall = time.perf_counter() - started
     if result.returncode != 0:
         return {"ok": False, "wall_seconds": wall, "error": (result.stdout + result.stderr)[-3000:]}
@@ -151,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detectors", nargs="*", help="only these detectors (default: every one of the presets)")
     parser.add_argument("--images", type=int, default=320, help="synthetic training images (VOC-sized)")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=30,
+        help="steps of each backbone's brief pretraining (default %(default)s)",
+    )
     parser.add_argument("--tiny", action="store_true", help="CPU-sized networks and images (what the tests run)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per training")
     parser.add_argument("--work", type=Path, help="keep the data and runs here (default: a temporary folder)")
@@ -170,26 +236,50 @@ def main(argv: list[str] | None = None) -> int:
                 image_size=size,
                 num_classes=20 if not args.tiny else 4,
                 min_object_size=size / 12,
-                cls_images_per_class=2,
+                cls_images_per_class=8 if args.tiny else 16,
             ),
             work / "data",
             workers=min(16, os.cpu_count() or 1),
             force=True,
             progress=False,
         )
-        runs, speeds = [], {}
+        runs, speeds, pretrainings = [], {}, []
         for preset_path in args.presets:
             preset = matrix.load_preset(ROOT / preset_path)
             detectors = sorted({matrix.canonical(preset, job.detector) for job in matrix.jobs(preset)})
             speeds[preset.name] = {}
+            backbones: dict[str, Path | None] = {}
             for detector in detectors:
                 if args.detectors and detector not in args.detectors:
                     continue
+                key = matrix.pretrain_key(preset, detector)
+                if key is not None and key not in backbones:
+                    recipe = backbone_config(
+                        preset, key, work / "data" / "classification", steps=args.pretrain_steps, tiny=args.tiny
+                    )
+                    done = run_pretraining(recipe, work / "pretrain" / preset.name / key, timeout=args.timeout)
+                    done.update(preset=preset.name, backbone_name=key)
+                    pretrainings.append(done)
+                    backbones[key] = Path(done["backbone"]) if done["ok"] else None
+                    state = f"{done['images_per_second']:7.1f} img/s" if done["ok"] else f"FAILED:\n{done['error']}"
+                    print(f"{preset.name:5} pretrain {key:11} batch {recipe['batch_size']:3}/GPU {state}", flush=True)
                 job = heaviest_job(preset, detector)
-                config = check_config(preset, job, work / "data" / "VOCdevkit", epochs=args.epochs, tiny=args.tiny)
+                config = check_config(
+                    preset,
+                    job,
+                    work / "data" / "VOCdevkit",
+                    epochs=args.epochs,
+                    tiny=args.tiny,
+                    backbone=backbones.get(key) if key is not None else None,
+                )
                 result = run_training(config, work / "runs" / preset.name / detector, timeout=args.timeout)
                 result.update(
-                    preset=preset.name, detector=detector, combo=job.combo, batch_per_gpu=config["optim"]["batch_size"]
+                    preset=preset.name,
+                    detector=detector,
+                    combo=job.combo,
+                    batch_per_gpu=config["optim"]["batch_size"],
+                    lr_per_gpu=config["optim"]["lr"],
+                    pretrained=config["model"]["pretrained"],
                 )
                 runs.append(result)
                 if result["ok"]:
@@ -220,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         "cuda": torch.version.cuda,
         "images": args.images,
         "epochs": args.epochs,
+        "pretrain_steps": args.pretrain_steps,
+        "pretrainings": pretrainings,
         "runs": runs,
         "projection": projections,
     }
@@ -227,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     failed = [
         f"{r['preset']}/{r['detector']}" for r in runs if not (r["ok"] and r["loss_fell"] and r["distributed_path"])
-    ]
+    ] + [f"{p['preset']}/pretrain {p['backbone_name']}" for p in pretrainings if not p["ok"]]
     if failed:
         print(f"failed, loss did not fall, or not the distributed path: {', '.join(failed)}")
     return 1 if failed or not runs else 0
