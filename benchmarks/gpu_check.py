@@ -16,28 +16,47 @@ preset on one node of 8 such GPUs (every training job of the preset, all seeds, 
 epochs over VOC07+12's 16,551 or COCO train2017's 117,266 images; linear scaling over GPUs, jobs
 packed onto the 8 GPUs; pretraining on ImageNet and evaluation not included).
 
-    python benchmarks/gpu_check.py --out gpu_check.json          # on a GPU, about 5 minutes
-    python benchmarks/gpu_check.py --tiny --out gpu_check.json   # on a CPU: tiny networks (the tests)
+    python benchmarks/gpu_check.py --out gpu_check           # on a GPU, within --budget (8 min)
+    python benchmarks/gpu_check.py --tiny --out gpu_check    # on a CPU: tiny networks (the tests)
+    bash benchmarks/gpu_node.sh gpu_check --wheels wheels    # on a bare GPU node (see there)
 
-Prints one line per run and the projection, writes everything to ``--out`` (JSON, with the
-device's name), and exits 1 if a loss did not fall or a run failed.
+The runs go most informative first: every detector once (YOLOv3, the one with SyncBN, first),
+each after its backbone's brief pretraining (a recipe shared by two presets is pretrained once),
+then the other presets' trainings of the same detectors (their images/s for the projection). A
+run is started only if the time left of ``--budget`` covers the longest finished run of its kind
+(and MIN_RUN_SECONDS); the others are left out, printed as such and listed in the result; a run
+still going at the end of the budget is stopped (with its launcher's workers) and left out too.
+
+Writes to the folder ``--out`` as it goes: ``gpu_check.json`` after every run (atomically; a
+killed check leaves the finished runs' results, ``complete`` false) and, per run,
+``runs/<preset>-<kind>-<name>/`` (an earlier check's ``runs/`` is removed first) with the
+launcher's output (``log.txt``, written as it comes) and the run's small files (``run.json``,
+``train_log.jsonl``, ...; checkpoints stay in ``--work``). Prints one line per run, what was left
+out and the projection; exits 1 if a loss did not fall, a run failed or none ran (runs left out
+for the budget alone do not fail it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from bof.config import to_dict
 from bof.data.synth import SynthConfig, generate
+from bof.io import atomic_write_json
 from bof.pipeline import matrix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +70,12 @@ TINY_MODELS_BY_BACKBONE = {  # their backbones' pretraining
     "resnet50": {"backbone": "small_resnet", "width": 0.125},
     "resnet101": {"backbone": "small_resnet", "width": 0.125},
 }
+# No run starts with less left of the budget: on the 2-core CPU machine a tiny pretraining took
+# 8 s, 2 s of them training (the rest torchrun, imports, the model, the data loaders); a GPU adds
+# the CUDA context, NCCL and cuDNN's autotuning, and a run stopped before it trains measures nothing.
+MIN_RUN_SECONDS = 30.0
+STOP_GRACE_SECONDS = 10.0  # for torchrun to pass SIGTERM on to its worker before SIGKILL
+RUN_FILES = ("run.json", "metrics.json", "config.yaml", "train_log.jsonl")  # small: kept in --out
 
 
 def heaviest_job(preset: matrix.Preset, detector: str) -> matrix.Job:
@@ -112,62 +137,165 @@ def check_config(
     return config
 
 
-def torchrun(command: str, config: dict, out: Path, *, timeout: float) -> subprocess.CompletedProcess:
-    """``bof <command>`` under torch.distributed.run with one process, as the pipeline starts it."""
-    out.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True, eq=False)
+class Step:
+    """One run of the check: a backbone's pretraining (``kind`` "pretrain") or a detector's
+    training ("train") for one preset."""
+
+    preset: matrix.Preset
+    kind: str
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.preset.name}/{self.kind} {self.name}"
+
+    @property
+    def folder(self) -> str:
+        return f"{self.preset.name}-{self.kind}-{self.name}"
+
+
+def plan(presets: list[matrix.Preset], only: list[str] | None = None) -> list[Step]:
+    """The runs, most informative first, so that a short budget still covers every code path:
+    each detector once, at the first preset that has it, after its backbone's pretraining (YOLOv3
+    first: its SyncBN is the part of the 8-GPU path the others lack); then the other presets'
+    trainings of those detectors, whose images/s only complete the projection."""
+    first: list[Step] = []
+    again: list[Step] = []
+    seen: set[str] = set()
+    for preset in presets:
+        detectors = sorted({matrix.canonical(preset, job.detector) for job in matrix.jobs(preset)})
+        detectors.sort(key=lambda detector: not sync_bn(preset, detector))
+        for detector in detectors:
+            if only and detector not in only:
+                continue
+            key = matrix.pretrain_key(preset, detector)
+            steps = [Step(preset, "pretrain", key)] if key is not None else []
+            (again if detector in seen else first).extend([*steps, Step(preset, "train", detector)])
+            seen.add(detector)
+    return first + again
+
+
+def sync_bn(preset: matrix.Preset, detector: str) -> bool:
+    """Whether the detector's heaviest combination synchronizes batch norm across GPUs."""
+    return matrix.train_config(preset, heaviest_job(preset, detector)).tricks.batchnorm.mode == "sync"
+
+
+def estimate_seconds(kind: str, walls: dict[str, list[float]]) -> float:
+    """A run's expected wall time: the longest finished run of its kind, or of any kind before the
+    first of its kind has finished (a training outlasts a pretraining). A later preset's larger
+    images can take longer still: the budget's timeout stops such a run."""
+    return max(walls.get(kind) or [wall for kind_walls in walls.values() for wall in kind_walls] or [0.0])
+
+
+def left_out_for_budget(estimate: float, remaining: float) -> str | None:
+    """Why a run is not started with ``remaining`` seconds of the budget left, or None if it fits."""
+    needed = max(estimate, MIN_RUN_SECONDS)
+    return f"budget: ~{needed:.0f} s needed, {max(remaining, 0.0):.0f} s left" if remaining < needed else None
+
+
+def torchrun(command: str, config: dict, out: Path, folder: Path, *, timeout: float) -> int | None:
+    """``bof <command>`` under torch.distributed.run with one process, as the pipeline starts it,
+    writing its run to ``out``. Its output goes to ``folder/log.txt`` as it comes (a killed check
+    keeps it), and the run's small files are copied beside it at the end (its checkpoints stay in
+    ``out``). Returns the exit status, or None if it ran past ``timeout`` seconds and was stopped."""
+    shutil.rmtree(out, ignore_errors=True)  # an earlier check's run there would be resumed, not measured
+    out.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
     launch += ["-m", "bof", command, "--config-json", json.dumps(config), "--out", str(out), "--quiet"]
-    return subprocess.run(launch, capture_output=True, text=True, timeout=timeout)
+    with (folder / "log.txt").open("w") as log:
+        # its own process group: the launcher, its worker and the worker's data loaders end together
+        process = subprocess.Popen(launch, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = process.wait(timeout=max(timeout, 0.0))
+        except subprocess.TimeoutExpired:
+            stop(process)
+            code = None
+        except BaseException:  # Ctrl-C, or SIGTERM (see main): no training left running on the GPU
+            stop(process)
+            raise
+    for name in RUN_FILES:
+        if (out / name).is_file():
+            shutil.copy2(out / name, folder / name)
+    return code
 
 
-def run_pretraining(config: dict, out: Path, *, timeout: float) -> dict:
-    started = time.perf_counter()
-    result = torchrun("pretrain", config, out, timeout=timeout)
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        return {"ok": False, "wall_seconds": wall, "error": (result.stdout + result.stderr)[-3000:]}
-    run = json.loads((out / "run.json").read_text())
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the launcher's process group (torchrun passes it on to its worker), then SIGKILL
+    to whatever of the group is left after STOP_GRACE_SECONDS."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def failure(code: int | None, wall: float, folder: Path) -> dict:
     return {
-        "ok": True,
+        "ok": False,
         "wall_seconds": wall,
-        "images_per_second": run["images_per_second"],
+        "timed_out": code is None,
+        "error": (folder / "log.txt").read_text(errors="replace")[-3000:],
+    }
+
+
+def launch(command: str, config: dict, out: Path, folder: Path, *, timeout: float) -> tuple[dict, dict | None]:
+    """``bof <command>`` through :func:`torchrun`: the result's common part, and the run's
+    ``run.json`` (None if it failed)."""
+    started = time.perf_counter()
+    code = torchrun(command, config, out, folder, timeout=timeout)
+    wall = time.perf_counter() - started
+    if code != 0:
+        return failure(code, wall, folder), None
+    run = json.loads((out / "run.json").read_text())
+    common = {"ok": True, "wall_seconds": wall, "images_per_second": run["images_per_second"]}
+    return {**common, "process_group": run["process_group"], "ddp": run["ddp"]}, run
+
+
+def run_pretraining(config: dict, out: Path, folder: Path, *, timeout: float) -> dict:
+    """``bof pretrain`` under torch.distributed.run with one process: its images/s and backbone."""
+    result, run = launch("pretrain", config, out, folder, timeout=timeout)
+    if run is None:
+        return result
+    return {
+        **result,
         "batch_per_gpu": config["batch_size"],
         "epochs": config["epochs"],
-        "process_group": run["process_group"],
-        "ddp": run["ddp"],
         "backbone": str(out / "backbone.pt"),
     }
 
 
-def run_training(config: dict, out: Path, *, timeout: float) -> dict:
-    """``bof train`` under torch.distributed.run with one process, as the pipeline starts it."""
-    started = time.perf_counter()
-    result = torchrun("train", config, out, timeout=timeout)
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        return {"ok": False, "wall_seconds": wall, "error": (result.stdout + result.stderr)[-3000:]}
-    run = json.loads((out / "run.json").read_text())
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    losses = [sum(value for key, value in record.items() if key.startswith("loss")) for record in log]
+def run_training(config: dict, out: Path, folder: Path, *, timeout: float) -> dict:
+    """``bof train`` under torch.distributed.run with one process: its speed, memory, path and loss."""
+    result, run = launch("train", config, out, folder, timeout=timeout)
+    if run is None:
+        return result
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    losses = [sum(value for key, value in record.items() if key.startswith("loss")) for record in records]
     head, tail = losses[: max(1, len(losses) // 4)], losses[-max(1, len(losses) // 4) :]
     first, last = sum(head) / len(head), sum(tail) / len(tail)
     return {
-        "ok": True,
-        "wall_seconds": wall,
-        "images_per_second": run["images_per_second"],
+        **result,
         "data_wait_share": run["data_wait_share"],
         "peak_memory_gib": run["peak_memory_bytes"] / 2**30 if run["peak_memory_bytes"] is not None else None,
         "amp": run["amp"],
         "world_size": run["world_size"],
-        "process_group": run["process_group"],
-        "ddp": run["ddp"],
         "batchnorm_layers": run["batchnorm_layers"],
         "distributed_path": distributed_path(config, run),
         "iterations": run["iterations"],
-        "loss_first_quarter": first,
-        "loss_last_quarter": last,
+        "loss_first_quarter": json_number(first),
+        "loss_last_quarter": json_number(last),
         "loss_fell": last < first,
     }
+
+
+def json_number(value: float) -> float | str:
+    """An infinite or NaN loss (float16 overflow under AMP) as the text "inf" or "nan": standard
+    JSON has no such numbers."""
+    return value if math.isfinite(value) else str(value)
 
 
 def distributed_path(config: dict, run: dict) -> bool:
@@ -205,6 +333,27 @@ def projection(preset: matrix.Preset, images_per_second: dict[str, float], gpus_
     }
 
 
+def save(out: Path, report: dict, presets: list[matrix.Preset], started: float) -> None:
+    """The check so far to ``out/gpu_check.json``, atomically (a kill leaves the previous state),
+    with its time since ``started`` (time.monotonic) and the projection from the images/s
+    measured so far."""
+    report["elapsed_seconds"] = time.monotonic() - started
+    speeds: dict[str, dict[str, float]] = {}
+    for run in report["runs"]:
+        if run["ok"]:
+            speeds.setdefault(run["preset"], {})[run["detector"]] = run["images_per_second"]
+    report["projection"] = {preset.name: projection(preset, speeds.get(preset.name, {})) for preset in presets}
+    atomic_write_json(out / "gpu_check.json", report)
+
+
+def raise_system_exit(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP (a scheduler's kill, a closed terminal) unwinds the check like Ctrl-C, so
+    that the running launcher's process group is stopped with it, not left training on the GPU."""
+    for other in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)  # a second one would cut that short
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["config/voc.yaml", "config/coco.yaml"])
@@ -218,92 +367,32 @@ def main(argv: list[str] | None = None) -> int:
         help="steps of each backbone's brief pretraining (default %(default)s)",
     )
     parser.add_argument("--tiny", action="store_true", help="CPU-sized networks and images (what the tests run)")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per training")
-    parser.add_argument("--work", type=Path, help="keep the data and runs here (default: a temporary folder)")
-    parser.add_argument("--out", type=Path, required=True, help="the JSON result")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=480,
+        help="seconds for the whole check (default %(default)s): runs that do not fit are left out",
+    )
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per run at most (default %(default)s)")
+    parser.add_argument(
+        "--work", type=Path, help="keep the data, checkpoints and runs here (default: a temporary folder)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the results folder (gpu_check.json, runs/)")
     args = parser.parse_args(argv)
+    if args.out.suffix == ".json":
+        parser.error(f"--out {args.out}: a folder now (it receives gpu_check.json and each run's log)")
     cuda = torch.cuda.is_available()
     if not cuda and not args.tiny:
         parser.error("no CUDA device: the full-size check needs a GPU (--tiny runs CPU-sized networks)")
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, raise_system_exit)
+    started = time.monotonic()
     device = torch.cuda.get_device_name(0) if cuda else f"cpu ({os.cpu_count()} cores)"
-    with tempfile.TemporaryDirectory() as scratch:
-        work = args.work or Path(scratch)
-        size = 96 if args.tiny else 500  # VOC's images are about 500 x 375
-        generate(
-            SynthConfig(
-                num_images=args.images + (8 if args.tiny else 32),
-                test_fraction=(8 if args.tiny else 32) / (args.images + (8 if args.tiny else 32)),
-                image_size=size,
-                num_classes=20 if not args.tiny else 4,
-                min_object_size=size / 12,
-                cls_images_per_class=8 if args.tiny else 16,
-            ),
-            work / "data",
-            workers=min(16, os.cpu_count() or 1),
-            force=True,
-            progress=False,
-        )
-        runs, speeds, pretrainings = [], {}, []
-        for preset_path in args.presets:
-            preset = matrix.load_preset(ROOT / preset_path)
-            detectors = sorted({matrix.canonical(preset, job.detector) for job in matrix.jobs(preset)})
-            speeds[preset.name] = {}
-            backbones: dict[str, Path | None] = {}
-            for detector in detectors:
-                if args.detectors and detector not in args.detectors:
-                    continue
-                key = matrix.pretrain_key(preset, detector)
-                if key is not None and key not in backbones:
-                    recipe = backbone_config(
-                        preset, key, work / "data" / "classification", steps=args.pretrain_steps, tiny=args.tiny
-                    )
-                    done = run_pretraining(recipe, work / "pretrain" / preset.name / key, timeout=args.timeout)
-                    done.update(preset=preset.name, backbone_name=key)
-                    pretrainings.append(done)
-                    backbones[key] = Path(done["backbone"]) if done["ok"] else None
-                    state = f"{done['images_per_second']:7.1f} img/s" if done["ok"] else f"FAILED:\n{done['error']}"
-                    print(f"{preset.name:5} pretrain {key:11} batch {recipe['batch_size']:3}/GPU {state}", flush=True)
-                job = heaviest_job(preset, detector)
-                config = check_config(
-                    preset,
-                    job,
-                    work / "data" / "VOCdevkit",
-                    epochs=args.epochs,
-                    tiny=args.tiny,
-                    backbone=backbones.get(key) if key is not None else None,
-                )
-                result = run_training(config, work / "runs" / preset.name / detector, timeout=args.timeout)
-                result.update(
-                    preset=preset.name,
-                    detector=detector,
-                    combo=job.combo,
-                    batch_per_gpu=config["optim"]["batch_size"],
-                    lr_per_gpu=config["optim"]["lr"],
-                    pretrained=config["model"]["pretrained"],
-                )
-                runs.append(result)
-                if result["ok"]:
-                    speeds[preset.name][detector] = result["images_per_second"]
-                    memory = "-" if result["peak_memory_gib"] is None else f"{result['peak_memory_gib']:.1f} GiB"
-                    print(
-                        f"{preset.name:5} {detector:11} {job.combo:45} batch {config['optim']['batch_size']:2}/GPU "
-                        f"{result['images_per_second']:7.1f} img/s  peak {memory:>9}  data wait {result['data_wait_share']:5.1%}  "
-                        f"loss {result['loss_first_quarter']:.2f} -> {result['loss_last_quarter']:.2f}",
-                        flush=True,
-                    )
-                else:
-                    print(f"{preset.name:5} {detector:11} FAILED:\n{result['error']}", flush=True)
-        projections = {}
-        for preset_path in args.presets:
-            preset = matrix.load_preset(ROOT / preset_path)
-            projections[preset.name] = projection(preset, speeds.get(preset.name, {}))
-            p = projections[preset.name]
-            note = f" (not measured: {', '.join(p['not_measured'])})" if p["not_measured"] else ""
-            print(
-                f"{preset.name}: {p['training_jobs']} trainings, {p['gpu_hours']:.0f} GPU-hours, "
-                f"{p['node_hours']:.1f} h on {p['gpus_per_node']} GPUs{note}"
-            )
-    result = {
+    presets = [matrix.load_preset(ROOT / path) for path in args.presets]
+    steps = plan(presets, args.detectors)
+    print(f"{device}, torch {torch.__version__}, budget {args.budget:.0f} s: {len(steps)} runs", flush=True)
+    report = {
+        "complete": False,
         "device": device,
         "tiny": args.tiny,
         "torch": torch.__version__,
@@ -311,18 +400,142 @@ def main(argv: list[str] | None = None) -> int:
         "images": args.images,
         "epochs": args.epochs,
         "pretrain_steps": args.pretrain_steps,
-        "pretrainings": pretrainings,
-        "runs": runs,
-        "projection": projections,
+        "budget_seconds": args.budget,
+        "elapsed_seconds": 0.0,
+        "plan": [step.label for step in steps],
+        "pretrainings": [],
+        "runs": [],
+        "left_out": [],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    shutil.rmtree(args.out / "runs", ignore_errors=True)  # an earlier check's: this one's runs only
+    save(args.out, report, presets, started)
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work or Path(scratch)
+        synthetic_data(work / "data", images=args.images, tiny=args.tiny)
+        walls: dict[str, list[float]] = {}  # kind -> wall times of its finished runs
+        recipes: dict[str, tuple[str, Path | None]] = {}  # a pretraining recipe (JSON) -> its run, backbone
+        backbones: dict[tuple[str, str], Path | None] = {}  # (preset, backbone) -> its pretrained weights
+        for step in steps:
+            remaining = started + args.budget - time.monotonic()
+            reason = left_out_for_budget(estimate_seconds(step.kind, walls), remaining)
+            key = matrix.pretrain_key(step.preset, step.name) if step.kind == "train" else step.name
+            if step.kind == "train" and key is not None and (step.preset.name, key) not in backbones:
+                reason = "its backbone's pretraining was left out"
+            if step.kind == "pretrain":
+                recipe = backbone_config(
+                    step.preset, step.name, work / "data" / "classification", steps=args.pretrain_steps, tiny=args.tiny
+                )
+                if json.dumps(recipe, sort_keys=True) in recipes:  # an earlier run's recipe: the same weights
+                    label, backbones[step.preset.name, key] = recipes[json.dumps(recipe, sort_keys=True)]
+                    print(f"{step.label}: the recipe of {label}, whose backbone it reuses", flush=True)
+                    continue
+            timeout = min(args.timeout, remaining)
+            if reason is None:
+                folder = args.out / "runs" / step.folder
+                if step.kind == "pretrain":
+                    result = run_pretraining(recipe, work / "pretrain" / step.folder, folder, timeout=timeout)
+                    result.update(preset=step.preset.name, backbone_name=step.name)
+                else:
+                    backbone = backbones.get((step.preset.name, key))
+                    result = check_training(
+                        step, work, folder, backbone, epochs=args.epochs, tiny=args.tiny, timeout=timeout
+                    )
+                if not result["ok"] and result["timed_out"] and timeout < args.timeout:
+                    reason = f"budget: stopped after {result['wall_seconds']:.0f} s, at the end of the budget"
+            if reason is not None:
+                report["left_out"].append({"run": step.label, "reason": reason})
+                print(f"left out: {step.label} ({reason})", flush=True)
+            else:
+                walls.setdefault(step.kind, []).append(result["wall_seconds"])
+                if step.kind == "pretrain":
+                    backbone = Path(result["backbone"]) if result["ok"] else None
+                    backbones[step.preset.name, step.name] = backbone
+                    recipes[json.dumps(recipe, sort_keys=True)] = step.label, backbone
+                report["pretrainings" if step.kind == "pretrain" else "runs"].append(result)
+                print(summary(step, result), flush=True)
+            save(args.out, report, presets, started)
+    report["complete"] = True
+    save(args.out, report, presets, started)
+    return conclude(report, args.out)
+
+
+def synthetic_data(root: Path, *, images: int, tiny: bool) -> None:
+    """VOC-sized detection images (``images`` to train on, and a test split) and the backbones'
+    classification images under ``root``."""
+    size = 96 if tiny else 500  # VOC's images are about 500 x 375
+    test = 8 if tiny else 32
+    generate(
+        SynthConfig(
+            num_images=images + test,
+            test_fraction=test / (images + test),
+            image_size=size,
+            num_classes=4 if tiny else 20,
+            min_object_size=size / 12,
+            cls_images_per_class=8 if tiny else 16,
+        ),
+        root,
+        workers=min(16, os.cpu_count() or 1),
+        force=True,
+        progress=False,
+    )
+
+
+def check_training(
+    step: Step, work: Path, folder: Path, backbone: Path | None, *, epochs: int, tiny: bool, timeout: float
+) -> dict:
+    """The detector's heaviest combination trained as :func:`check_config` sets it up."""
+    job = heaviest_job(step.preset, step.name)
+    config = check_config(step.preset, job, work / "data" / "VOCdevkit", epochs=epochs, tiny=tiny, backbone=backbone)
+    result = run_training(config, work / "train" / step.folder, folder, timeout=timeout)
+    result.update(
+        preset=step.preset.name,
+        detector=step.name,
+        combo=job.combo,
+        batch_per_gpu=config["optim"]["batch_size"],
+        lr_per_gpu=config["optim"]["lr"],
+        pretrained=config["model"]["pretrained"],
+    )
+    return result
+
+
+def conclude(report: dict, out: Path) -> int:
+    """Prints the projection and what was left out or failed; the exit status: 1 if a run failed,
+    its loss did not fall or it missed the 8-GPU path, or none ran."""
+    for name, p in report["projection"].items():
+        note = f" (not measured: {', '.join(p['not_measured'])})" if p["not_measured"] else ""
+        print(
+            f"{name}: {p['training_jobs']} trainings, {p['gpu_hours']:.0f} GPU-hours, "
+            f"{p['node_hours']:.1f} h on {p['gpus_per_node']} GPUs{note}"
+        )
+    runs, pretrainings, left_out = report["runs"], report["pretrainings"], report["left_out"]
     failed = [
         f"{r['preset']}/{r['detector']}" for r in runs if not (r["ok"] and r["loss_fell"] and r["distributed_path"])
     ] + [f"{p['preset']}/pretrain {p['backbone_name']}" for p in pretrainings if not p["ok"]]
+    if left_out:
+        print(f"left out ({len(left_out)} of {len(report['plan'])}): {', '.join(r['run'] for r in left_out)}")
     if failed:
         print(f"failed, loss did not fall, or not the distributed path: {', '.join(failed)}")
+    print(f"{report['elapsed_seconds']:.0f} s of the {report['budget_seconds']:.0f} s budget; results in {out}")
     return 1 if failed or not runs else 0
+
+
+def summary(step: Step, result: dict) -> str:
+    """The run's line of the check's output."""
+    preset, seconds = step.preset.name, f"{result['wall_seconds']:4.0f} s"
+    if not result["ok"]:
+        return f"{preset:5} {step.kind} {step.name} FAILED after {seconds}:\n{result['error']}"
+    speed = f"batch {result['batch_per_gpu']:3}/GPU {result['images_per_second']:7.1f} img/s"
+    if step.kind == "pretrain":
+        return f"{preset:5} pretrain {step.name:11} {speed}  {seconds}"
+    memory = "-" if result["peak_memory_gib"] is None else f"{result['peak_memory_gib']:.1f} GiB"
+    first, last = (
+        f"{loss:.2f}" if isinstance(loss, float) else loss
+        for loss in (result["loss_first_quarter"], result["loss_last_quarter"])
+    )
+    return (
+        f"{preset:5} {step.name:11} {result['combo']:45} {speed}  peak {memory:>9}  "
+        f"data wait {result['data_wait_share']:5.1%}  loss {first} -> {last}  {seconds}"
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ exactly for a given number of workers.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from bof.tricks.mixup import ClassificationMixup
 from bof.tricks.random import generator_for
 
 BACKBONE_FORMAT = "bof-backbone-1"
+CHECK_EVERY = 50  # steps between reads of the losses (under AMP; every step without)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -96,28 +98,40 @@ PCA_EIGENVECTORS = torch.tensor([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -
 
 
 class Lighting(torch.nn.Module):
-    """PCA lighting noise for a float image [3, H, W] in [0, 1]: adds ``V (alpha * lambda)``
-    with ``alpha ~ N(0, std)`` per component (torchvision has no such transform)."""
+    """PCA lighting noise (torchvision has no such transform): draws ``alpha ~ N(0, std)`` per
+    component and returns the uint8 image with the offset ``V (alpha * lambda)`` [3] that
+    `to_device` adds once the image is a float in [0, 1]. The draw stays in the worker (its
+    generator), the image crosses to the device as uint8 (a quarter of float32's bytes)."""
 
     def __init__(self, std: float):
         super().__init__()
         self.std = std
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.std == 0:
-            return image
+            return image, torch.zeros(3)
         alpha = torch.randn(3) * self.std
-        return image + (PCA_EIGENVECTORS @ (alpha * PCA_EIGENVALUES))[:, None, None].to(image)
+        return image, PCA_EIGENVECTORS @ (alpha * PCA_EIGENVALUES)
+
+
+def to_device(batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """uint8 images [B, 3, H, W] and their lighting offsets [B, 3] -> the normalised float batch on
+    the device (channels-last there on a GPU, as the model is): torchvision's float conversion,
+    the offset, ImageNet's normalisation, in the order the per-image pipeline applied them."""
+    images, offsets = (tensor.to(device, non_blocking=True) for tensor in batch)
+    images = v2.functional.to_dtype(images, torch.float32, scale=True) + offsets[:, :, None, None]
+    images = v2.functional.normalize(images, IMAGENET_MEAN, IMAGENET_STD)
+    return images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else images
 
 
 def image_folders(config: PretrainConfig) -> tuple[datasets.ImageFolder, datasets.ImageFolder]:
+    """The train and val folders; their samples are (uint8 image, lighting offset) pairs."""
     root = Path(config.data)
     for split in ("train", "val"):
         if not (root / split).is_dir():
             raise BofError(
                 f"{root / split}: classification folder is missing (expected <root>/train/<class>/ and <root>/val/<class>/)"
             )
-    normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     jitter = config.color_jitter
     train = v2.Compose(
         [
@@ -125,18 +139,26 @@ def image_folders(config: PretrainConfig) -> tuple[datasets.ImageFolder, dataset
             v2.RandomResizedCrop(config.image_size, scale=(config.crop_scale_min, 1.0), antialias=True),
             v2.RandomHorizontalFlip(),
             v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter),
-            v2.ToDtype(torch.float32, scale=True),
             Lighting(config.lighting),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
     val = v2.Compose(
-        [v2.ToImage(), v2.Resize(config.image_size, antialias=True), v2.CenterCrop(config.image_size), *normalize]
+        [v2.ToImage(), v2.Resize(config.image_size, antialias=True), v2.CenterCrop(config.image_size), Lighting(0.0)]
     )
     train_set, val_set = datasets.ImageFolder(root / "train", train), datasets.ImageFolder(root / "val", val)
     if train_set.classes != val_set.classes:
         raise BofError(f"{root}: train and val hold different classes")
     return train_set, val_set
+
+
+def check_finite(losses: list[torch.Tensor], first_iteration: int, epoch: int, checkpoint: Path) -> None:
+    """Raise at the first non-finite of the losses of the iterations from ``first_iteration`` on."""
+    for step, value in enumerate(torch.stack(losses).tolist() if losses else []):
+        if not math.isfinite(value):
+            raise BofError(
+                f"pretrain iteration {first_iteration + step} (epoch {epoch + 1}): loss is {value}; "
+                f"stopped, last checkpoint: {checkpoint}"
+            )
 
 
 def no_mixup(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
@@ -148,10 +170,9 @@ def accuracy(model, loader, context: distributed.Context) -> float:
     model.eval()
     correct = torch.zeros(2, device=context.device)
     for images, labels in loader:
-        logits = model(images.to(context.device))
-        correct += torch.tensor(
-            [(logits.argmax(1) == labels.to(context.device)).sum(), len(labels)], device=context.device
-        )
+        logits = model(to_device(images, context.device))
+        hits = (logits.argmax(1) == labels.to(context.device, non_blocking=True)).sum()
+        correct += torch.stack([hits.float(), torch.tensor(float(len(labels)), device=context.device)])
     if context.distributed:
         torch.distributed.all_reduce(correct)
     model.train()
@@ -173,6 +194,8 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
     train_set, val_set = image_folders(config)
     num_classes = len(train_set.classes)
     model = classifier(config.backbone, num_classes, width=config.width, depth=config.depth).to(context.device)
+    if context.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     network = DistributedDataParallel(model) if context.distributed else model
     per_rank = config.batch_size // context.world_size
     iters_per_epoch = len(train_set) // config.batch_size
@@ -201,6 +224,7 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
         batch_size=per_rank,
         num_workers=config.workers,
         generator=torch.Generator(),  # validating draws nothing from the global generator (the crops')
+        pin_memory=context.device.type == "cuda",
     )
     state = {"epoch": 0, "iteration": 0, "top1": [], "train_seconds": 0.0, "images_seen": 0}
     checkpoints = RunCheckpoints(out, context)
@@ -237,24 +261,25 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
             num_workers=config.workers,
             drop_last=True,
             generator=torch.Generator().manual_seed(config.seed * 7919 + epoch),
+            pin_memory=context.device.type == "cuda",
         )
         network.train()
         started = time.perf_counter()
+        losses, first = [], state["iteration"]  # read back every CHECK_EVERY steps, not every step (a sync)
         for images, labels in tqdm(
             loader,
             desc=f"pretrain {epoch + 1}/{config.epochs}",
             disable=not (progress and context.is_main),
             leave=False,
         ):
-            images, labels = images.to(context.device), labels.to(context.device)
+            images, labels = to_device(images, context.device), labels.to(context.device, non_blocking=True)
             targets = F.one_hot(labels, num_classes).float()
             images, targets = mix(images, targets, generator_for(config.seed, epoch, state["iteration"], context.rank))
             with torch.autocast(context.device.type, dtype=torch.float16, enabled=use_amp):
                 loss = F.cross_entropy(network(images), targets, label_smoothing=config.label_smoothing)
-            if not torch.isfinite(loss):
-                raise BofError(
-                    f"pretrain iteration {state['iteration']} (epoch {epoch + 1}): loss is {float(loss)}; stopped, last checkpoint: {checkpoint_path}"
-                )
+            losses.append(loss.detach().float())
+            if not scaler.is_enabled():  # no GradScaler to skip a non-finite step: check it now
+                check_finite(losses[-1:], state["iteration"], epoch, checkpoint_path)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -262,6 +287,10 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
             scheduler.step()
             state["iteration"] += 1
             state["images_seen"] += len(images) * context.world_size
+            if len(losses) == CHECK_EVERY:
+                check_finite(losses, first, epoch, checkpoint_path)
+                losses, first = [], state["iteration"]
+        check_finite(losses, first, epoch, checkpoint_path)  # before the epoch's checkpoint
         state["train_seconds"] += time.perf_counter() - started
         state["top1"].append({"epoch": epoch + 1, "top1": accuracy(model, val_loader, context)})
         state["epoch"] = epoch + 1

@@ -82,18 +82,21 @@ def move(images, targets, device: torch.device) -> tuple[list[torch.Tensor], lis
 
 
 def check_finite(
-    losses: dict[str, torch.Tensor], iteration: int, epoch: int, checkpoint: Path, saved_epoch: int
-) -> None:
-    values = torch.stack([value.detach().float() for value in losses.values()])
-    if bool(torch.isfinite(values).all()):
-        return
-    bad = {name: float(value.detach()) for name, value in losses.items() if not math.isfinite(float(value.detach()))}
-    last = f"{checkpoint} (after epoch {saved_epoch})" if saved_epoch else "none yet"
-    raise NonFiniteLossError(
-        f"iteration {iteration} (epoch {epoch + 1}): loss term "
-        + ", ".join(f"'{name}' is {value}" for name, value in bad.items())
-        + f"; training stopped, last good checkpoint: {last}"
-    )
+    names: list[str], values: torch.Tensor, first_iteration: int, epoch: int, checkpoint: Path, saved_epoch: int
+) -> list[list[float]]:
+    """The loss terms ``values`` [steps, terms] of the iterations from ``first_iteration`` on, read
+    back in one sync; raises at the first non-finite one."""
+    rows = values.tolist()
+    for step, row in enumerate(rows):
+        bad = {name: value for name, value in zip(names, row, strict=True) if not math.isfinite(value)}
+        if bad:
+            last = f"{checkpoint} (after epoch {saved_epoch})" if saved_epoch else "none yet"
+            raise NonFiniteLossError(
+                f"iteration {first_iteration + step} (epoch {epoch + 1}): loss term "
+                + ", ".join(f"'{name}' is {value}" for name, value in bad.items())
+                + f"; training stopped, last good checkpoint: {last}"
+            )
+    return rows
 
 
 def keep_log_until(path: Path, iteration: int) -> None:
@@ -275,14 +278,17 @@ class Trainer:
         mixup = self.config.tricks.mixup.build()
         # GluonCV's Faster R-CNN halves the whole loss while it mixes (mix_ratio); 1 otherwise
         loss_scale = mixup.loss_scale if mixup is not None and mixup.active(epoch, self.config.optim.epochs) else 1.0
-        started, window = time.perf_counter(), []
+        started, window, window_start = time.perf_counter(), [], self.state.iteration
         waiting = started
         for images, targets in bar:
             self.state.data_seconds += time.perf_counter() - waiting
             images, targets = move(images, targets, self.context.device)
             with torch.autocast(self.context.device.type, dtype=torch.float16, enabled=self.use_amp):
                 losses = self.network(images, targets)
-            check_finite(losses, self.state.iteration, epoch, self.checkpoint_path, self.state.epoch)
+            names = list(losses)
+            terms = torch.stack([value.detach().float() for value in losses.values()])
+            if not self.scaler.is_enabled():  # no GradScaler to skip a non-finite step: check it now
+                check_finite(names, terms[None], self.state.iteration, epoch, self.checkpoint_path, self.state.epoch)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(sum(losses.values()) * loss_scale).backward()
             self.scaler.step(self.optimizer)
@@ -290,20 +296,34 @@ class Trainer:
             self.scheduler.step()
             self.state.iteration += 1
             self.state.images_seen += len(images) * self.context.world_size
-            window.append({name: float(value.detach()) for name, value in losses.items()})
+            window.append(terms)  # read back every log_every steps, not every step (a GPU sync)
             if len(window) == self.config.run.log_every or self.state.iteration % self.iters_per_epoch == 0:
-                record = {name: sum(w[name] for w in window) / len(window) for name in window[0]}
+                rows = check_finite(
+                    names, torch.stack(window), window_start, epoch, self.checkpoint_path, self.state.epoch
+                )
+                record = {
+                    name: sum(column) / len(rows) for name, column in zip(names, zip(*rows, strict=True), strict=True)
+                }
                 record.update(iteration=self.state.iteration, epoch=epoch + 1, lr=self.optimizer.param_groups[0]["lr"])
                 bar.set_postfix(
                     loss=f"{sum(v for k, v in record.items() if k.startswith('loss')):.3f}", lr=f"{record['lr']:.2e}"
                 )
                 log(record)
-                window = []
+                window, window_start = [], self.state.iteration
             waiting = time.perf_counter()
         self.state.train_seconds += time.perf_counter() - started
 
+    def evaluate(self) -> dict:
+        return evaluate_model(
+            self.model,
+            self.val_data,
+            self.context,
+            batch_size=max(1, self.per_rank_batch),
+            workers=self.config.run.workers,
+        )
+
     def validate(self, epoch: int) -> dict:
-        report = evaluate_model(self.model, self.val_data, self.context, batch_size=max(1, self.per_rank_batch))
+        report = self.evaluate()
         if self.context.is_main:
             point = {
                 "epoch": epoch + 1,
@@ -351,7 +371,7 @@ class Trainer:
                 atomic_write_json(out / "val_curve.json", self.state.val_curve)
             distributed.barrier(self.context)
         if report is None:  # resumed after the last epoch: evaluate again for the final report
-            report = evaluate_model(self.model, self.val_data, self.context, batch_size=max(1, self.per_rank_batch))
+            report = self.evaluate()
         if self.context.is_main:
             self.finish(report, time.time() - wall_started)
         return report

@@ -83,29 +83,29 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         if batch % self.group_size:
             raise ValueError(f"batch of {batch} does not split into groups of {self.group_size}")
-        groups, channels = batch // self.group_size, x.shape[1]
-        grouped = x.reshape(groups, self.group_size, channels, *x.shape[2:]).transpose(0, 1)
-        grouped = grouped.reshape(self.group_size, groups * channels, *x.shape[2:])
-        out = F.batch_norm(
-            grouped,
-            None,
-            None,
-            self.weight.repeat(groups) if self.affine else None,
-            self.bias.repeat(groups) if self.affine else None,
-            training=True,
-            eps=self.eps,
+        # a group is a slice of the batch: a view in either memory format (no copy, channels-last
+        # kept), normalised by one F.batch_norm call without running statistics (they move once,
+        # below). Each group's affine parameters are a row of their repeat, whose backward sums
+        # the groups' gradients in the order one call over all groups did.
+        count = batch // self.group_size
+        weight = self.weight.repeat(count).view(count, -1) if self.affine else [None] * count
+        bias = self.bias.repeat(count).view(count, -1) if self.affine else [None] * count
+        out = torch.cat(
+            [
+                F.batch_norm(group, None, None, group_weight, group_bias, training=True, eps=self.eps)
+                for group, group_weight, group_bias in zip(x.split(self.group_size), weight, bias, strict=True)
+            ]
         )
         if self.track_running_stats:
             with torch.no_grad():  # in float32, as the running statistics: under AMP x is float16
-                dims, statistics = (0, *range(2, grouped.dim())), grouped.float()
-                per_group_mean = statistics.mean(dim=dims).view(groups, channels)
-                per_group_var = statistics.var(dim=dims, unbiased=True).view(groups, channels)
+                dims = (1, *range(3, x.dim() + 1))
+                statistics = x.float().view(count, self.group_size, *x.shape[1:])
+                per_group_mean, per_group_var = statistics.mean(dim=dims), statistics.var(dim=dims, unbiased=True)
                 momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
                 self.running_mean.lerp_(per_group_mean.mean(0), momentum)
                 self.running_var.lerp_(per_group_var.mean(0), momentum)
                 self.num_batches_tracked += 1
-        out = out.reshape(self.group_size, groups, channels, *x.shape[2:]).transpose(0, 1)
-        return out.reshape(x.shape)
+        return out
 
 
 def _replace_batchnorm(module: nn.Module, make) -> nn.Module:

@@ -163,15 +163,43 @@ def test_example_configs_are_valid():
 def test_pretraining_lighting_noise_moves_colours_along_imagenets_principal_components():
     import torch
 
-    from bof.engine.pretrain import PCA_EIGENVALUES, PCA_EIGENVECTORS, Lighting
+    from bof.engine.pretrain import PCA_EIGENVALUES, PCA_EIGENVECTORS, Lighting, to_device
 
-    image = torch.full((3, 4, 5), 0.5)
-    assert torch.equal(Lighting(0.0)(image), image)
+    image = torch.full((3, 4, 5), 128, dtype=torch.uint8)
+    unchanged, offset = Lighting(0.0)(image)
+    assert unchanged is image and offset.tolist() == [0.0, 0.0, 0.0]
     torch.manual_seed(0)
     alpha = torch.randn(3) * 0.1
     torch.manual_seed(0)
-    shifted = Lighting(0.1)(image)
-    expected = PCA_EIGENVECTORS @ (alpha * PCA_EIGENVALUES)
-    assert torch.allclose(shifted[:, 2, 3] - 0.5, expected) and torch.allclose(
-        shifted - shifted[:, :1, :1], torch.zeros(1)
+    _, offset = Lighting(0.1)(image)
+    assert torch.equal(offset, PCA_EIGENVECTORS @ (alpha * PCA_EIGENVALUES))
+    # on the device: (128 / 255 + offset - mean) / std, the same at every pixel
+    normalised = to_device((image[None], offset[None]), torch.device("cpu"))[0]
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(normalised[:, 2, 3], (128 / 255 + offset - mean) / std)
+    assert torch.equal(normalised - normalised[:, :1, :1], torch.zeros(3, 4, 5))
+
+
+def test_pretraining_weights_are_those_of_the_per_image_float_pipeline(tiny_synth, tmp_path):
+    """Images cross to the device as uint8 and are normalised there; two epochs of pretraining
+    (mixup, lighting, colour jitter) end on the weights that bof 41caee0 reached when each worker
+    converted, lit and normalised its images in float32: |weights| summed, to the last digit."""
+
+    from bof.engine.checkpoint import load_checkpoint
+    from bof.engine.pretrain import PretrainConfig, pretrain
+
+    config = PretrainConfig(
+        data=str(tiny_synth / "classification"),
+        backbone="small_resnet",
+        width=0.125,
+        image_size=32,
+        epochs=2,
+        batch_size=4,
+        warmup_epochs=0,
+        workers=0,
+        mixup=True,
     )
+    pretrain(config, tmp_path / "run", progress=False)
+    weights = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    total = sum(float(v.double().abs().sum()) for v in weights.values() if v.is_floating_point())
+    assert total == pytest.approx(14635.09113183279, rel=1e-12)

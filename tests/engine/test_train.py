@@ -61,8 +61,9 @@ def test_train_writes_a_complete_run(tiny_config, tmp_path, arch):
 def test_predict_then_evaluate_reproduces_the_training_metric(tiny_config, tmp_path, tiny_synth, capsys):
     _, config = tiny_config("yolov3", ("optim.epochs=1",))
     out = tmp_path / "run"
-    report = train(config, out, progress=False)
-    assert main(["predict", "--model", str(out / "model.pt"), "--out", str(tmp_path / "pred")]) == 0
+    report = train(config, out, progress=False)  # validated in this process (run.workers 0)
+    predict = ["predict", "--model", str(out / "model.pt"), "--out", str(tmp_path / "pred"), "--workers", "2"]
+    assert main(predict) == 0  # two loader processes, batches copied to the CPU whole
     assert (tmp_path / "pred" / "coco_results.json").is_file()
     assert (
         main(
@@ -175,6 +176,67 @@ def test_non_finite_loss_stops_with_iteration_and_term(tiny_config, tmp_path, mo
     assert saved["progress"]["epoch"] == 1 and all(
         torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point()
     )
+
+
+def test_with_a_grad_scaler_a_non_finite_loss_is_caught_at_the_next_log_point(tiny_config, tmp_path, monkeypatch):
+    """Under AMP the losses are read back every log_every steps, not every step: a GradScaler
+    (here a CPU one, as on a GPU) skips the non-finite step, training goes on to the log point
+    (the epoch's end), and the error still names the iteration; the weights stayed finite."""
+    _, config = tiny_config("yolov3", ("optim.epochs=2", "run.log_every=20"))
+    import bof.engine.train as train_module
+    import bof.models.yolov3 as yolov3
+
+    original, calls = yolov3.yolo_loss, []
+
+    def poisoned(*args, **kwargs):
+        losses = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:  # iteration 1 of 3 in the first epoch
+            losses["loss_center"] = losses["loss_center"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(yolov3, "yolo_loss", poisoned)
+    trainer = train_module.Trainer(config, tmp_path / "run", train_module.distributed.setup("cpu"), progress=False)
+    trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    with pytest.raises(
+        NonFiniteLossError, match=r"iteration 1 \(epoch 1\): loss term 'loss_center' is nan; .*none yet"
+    ):
+        trainer.fit()
+    assert len(calls) == 3  # the third step ran before the check at the epoch's end
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_pretraining_under_a_grad_scaler_reads_its_losses_at_the_epochs_end(tiny_synth, tmp_path, monkeypatch):
+    """Pretraining, too, reads its losses back every CHECK_EVERY (50) steps or at the epoch's end
+    under AMP (a CPU GradScaler stands in): a NaN at iteration 1 is named after the epoch's last
+    step ran, and no checkpoint is written."""
+    import bof.engine.pretrain as pretrain_module
+
+    real_scaler, real_loss, calls = torch.amp.GradScaler, pretrain_module.F.cross_entropy, []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: real_scaler("cpu", enabled=True))
+    monkeypatch.setattr(pretrain_module.F, "cross_entropy", poisoned)
+    config = pretrain_module.PretrainConfig(
+        data=str(tiny_synth / "classification"),
+        backbone="small_resnet",
+        width=0.125,
+        image_size=32,
+        epochs=2,
+        batch_size=4,
+        warmup_epochs=0,
+        workers=0,
+    )
+    iterations = len(pretrain_module.image_folders(config)[0]) // 4
+    with pytest.raises(BofError, match=r"pretrain iteration 1 \(epoch 1\): loss is nan"):
+        pretrain_module.pretrain(config, tmp_path / "run", progress=False)
+    assert iterations > 2 and len(calls) == iterations
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_pretrain_then_detector_loads_the_backbone(tiny_synth, tiny_config, tmp_path):

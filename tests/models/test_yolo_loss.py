@@ -43,13 +43,16 @@ def test_each_box_goes_to_its_best_anchor_and_centre_cell(anchor_index):
     w, h = PAPER_ANCHORS[anchor_index]
     cx, cy = 203.0, 150.0
     predictions = zero_predictions(416)
-    positives = _assign(_gather_targets([target(box_at(cx, cy, w, h))], "cpu"), ANCHORS, predictions, 416)
+    found = _assign(_gather_targets([target(box_at(cx, cy, w, h))], "cpu"), ANCHORS, predictions, 416)
     level, anchor = divmod(anchor_index, 3)
     stride = 8 * 2**level
-    for other in range(3):
-        assert len(positives[other]["weight"]) == (1 if other == level else 0)
-    found = positives[level]
-    assert [int(t) for t in found["index"]] == [0, anchor, int(cy // stride), int(cx // stride)]
+    assert found["positive"].tolist() == [True]
+    assert [int(found[key]) for key in ("level", "anchor", "row", "column")] == [
+        level,
+        anchor,
+        int(cy // stride),
+        int(cx // stride),
+    ]
     assert found["center"].tolist() == [pytest.approx([cx / stride - cx // stride, cy / stride - cy // stride])]
     assert found["scale"].abs().max() < 1e-5  # log(w / anchor_w) = 0
     assert found["box_weight"].item() == pytest.approx(2 - w * h / 416**2)
@@ -62,18 +65,18 @@ def test_anchors_are_fixed_pixels_at_every_input_size(size):
     model = YOLOv3(NUM_CLASSES, width=0.125, depth=0.34, input_size=416)
     assert model.anchors.tolist() == [list(map(float, pair)) for pair in PAPER_ANCHORS]
     w, h = PAPER_ANCHORS[4]
-    positives = _assign(
+    found = _assign(
         _gather_targets([target(box_at(160, 160, w, h))], "cpu"), model.anchors, zero_predictions(size), size
     )
-    assert [len(level["weight"]) for level in positives] == [0, 1, 0]
-    assert int(positives[1]["index"][1]) == 1 and positives[1]["scale"].abs().max() < 1e-5
+    assert found["positive"].tolist() == [True] and found["level"].tolist() == [1]
+    assert found["anchor"].tolist() == [1] and found["scale"].abs().max() < 1e-5
 
 
 def test_two_boxes_on_one_anchor_and_cell_the_later_wins():
     w, h = PAPER_ANCHORS[8]
     gt = _gather_targets([target(box_at(200, 200, w, h), box_at(205, 210, w, h), labels=[1, 2])], "cpu")
-    positives = _assign(gt, ANCHORS, zero_predictions(416), 416)
-    assert positives[2]["label"].tolist() == [2]
+    found = _assign(gt, ANCHORS, zero_predictions(416), 416)
+    assert found["level"].tolist() == [2, 2] and found["positive"].tolist() == [False, True]
 
 
 def test_objectness_ignores_good_non_positive_predictions():
@@ -175,10 +178,11 @@ def test_decode_and_postprocess_roundtrip():
 def test_the_same_box_in_two_images_is_two_positives():
     w, h = PAPER_ANCHORS[4]
     box = box_at(200, 120, w, h)
-    positives = _assign(_gather_targets([target(box), target(box)], "cpu"), ANCHORS, zero_predictions(416, 2), 416)
-    batch_index, anchor, row, column = positives[1]["index"]
-    assert batch_index.tolist() == [0, 1] and anchor.tolist() == [1, 1]
-    assert row.tolist() == [120 // 16] * 2 and column.tolist() == [200 // 16] * 2
+    gt = _gather_targets([target(box), target(box)], "cpu")
+    found = _assign(gt, ANCHORS, zero_predictions(416, 2), 416)
+    assert gt["image"].tolist() == [0, 1] and found["positive"].tolist() == [True, True]
+    assert found["level"].tolist() == [1, 1] and found["anchor"].tolist() == [1, 1]
+    assert found["row"].tolist() == [120 // 16] * 2 and found["column"].tolist() == [200 // 16] * 2
 
 
 def test_images_of_a_batch_do_not_touch_each_others_loss():
@@ -268,3 +272,77 @@ def test_nms_at_iou_045_and_top_k_400():
     assert len(kept["scores"]) == 1 and kept["scores"].item() == pytest.approx(0.9)
     model.nms_topk = 401
     assert len(model.postprocess(boxes, scores)["scores"]) == 2
+
+
+# (input size, images' box counts, label smoothing, mixup weights) and what the per-image loop
+# of bof 41caee0 (indices gathered with nonzero/unique, one IoU per image) computed for them:
+# the four terms, and |gradient| summed over the objectness channel and over the other channels
+LOOP_CASES = [(416, [3, 0], 0.0, False), (416, [5, 1, 7], 0.01, True), (320, [0, 0, 2, 9], 0.0, True)]
+LOOP_CASES += [(608, [20, 12], 0.01, False), (96, [4, 3, 2, 6], 0.0, True), (416, [0], 0.0, False)]
+LOOP_RESULTS = [
+    ([11400.6494140625, 7.719868183135986, 5.085699081420898, 5.022216796875], 5316.855524, 8.413260),
+    ([11331.6923828125, 6.203787326812744, 9.383308410644531, 11.14050579071045], 5310.703141, 12.248942),
+    ([6670.56201171875, 3.9849908351898193, 6.677998065948486, 7.280282974243164], 3131.857056, 9.560514),
+    ([24174.74609375, 75.974365234375, 104.95291137695312, 84.4571533203125], 11366.780015, 125.573140),
+    ([601.3232421875, 6.383427619934082, 10.744394302368164, 10.69218635559082], 281.085451, 13.889559),
+    ([11297.7236328125, 0.0, 0.0, 0.0], 5307.331938, 0.0),
+]
+
+
+def loop_case_inputs():
+    generator = torch.Generator().manual_seed(0)
+    for size, counts, smoothing, weighted in LOOP_CASES:
+        predictions = [
+            torch.randn(len(counts), 3, 5 + 6, size // s, size // s, generator=generator) * 2 for s in (8, 16, 32)
+        ]
+        targets = []
+        for count in counts:
+            centre = torch.rand(count, 2, generator=generator) * size
+            wh = torch.rand(count, 2, generator=generator) * size * 0.6 + 4
+            boxes = torch.cat([centre - wh / 2, centre + wh / 2], 1)
+            if count >= 3:  # the first box again, half a pixel off: two boxes on one anchor and cell
+                boxes[2] = boxes[0] + 0.5
+            one = {"boxes": boxes, "labels": torch.randint(0, 6, (count,), generator=generator)}
+            if weighted:
+                one["weights"] = torch.rand(count, generator=generator)
+            targets.append(one)
+        yield [p.requires_grad_() for p in predictions], targets, size, smoothing
+
+
+def test_losses_and_gradients_are_those_of_the_per_image_loop():
+    """Carrying every box through every level with a mask changed no number: the terms and
+    gradients of the earlier per-image loop, to float32's last digit (the class term of one case
+    sums in another order: 1 ulp)."""
+    for (predictions, targets, size, smoothing), (terms, objectness, others) in zip(
+        loop_case_inputs(), LOOP_RESULTS, strict=True
+    ):
+        losses = yolo_loss(predictions, targets, ANCHORS, size, label_smoothing=smoothing)
+        assert [losses[name].item() for name in ("loss_objectness", "loss_center", "loss_scale", "loss_class")] == [
+            pytest.approx(value, rel=2e-7, abs=0) for value in terms
+        ]
+        sum(losses.values()).backward()
+        gradient_objectness = sum(float(p.grad[:, :, 4].double().abs().sum()) for p in predictions)
+        gradient_all = sum(float(p.grad.double().abs().sum()) for p in predictions)
+        assert gradient_objectness == pytest.approx(objectness, abs=1e-6)
+        assert gradient_all - gradient_objectness == pytest.approx(others, abs=1e-6)
+
+
+def test_a_training_step_reads_nothing_back_from_the_device():
+    """On the `meta` device tensors have shapes but no values: any `.item()`, `nonzero`, `unique`
+    or boolean indexing (each a GPU->CPU sync on CUDA) raises there, and so does a tensor made on
+    the CPU beside the model's. YOLOv3's forward and backward with the loss run there whole."""
+    model = YOLOv3(NUM_CLASSES, width=0.125, depth=0.34, input_size=64).to("meta").train()
+    images = torch.rand(2, 3, 64, 64, device="meta")
+    targets = [
+        {
+            "boxes": torch.rand(3, 4, device="meta"),
+            "labels": torch.zeros(3, dtype=torch.long, device="meta"),
+            "weights": torch.ones(3, device="meta"),
+        },
+        {"boxes": torch.rand(0, 4, device="meta"), "labels": torch.zeros(0, dtype=torch.long, device="meta")},
+    ]
+    model.label_smoothing = 0.01
+    losses = model(images, targets)
+    sum(losses.values()).backward()
+    assert all(value.device.type == "meta" and value.shape == () for value in losses.values())
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in model.heads.parameters())

@@ -3,6 +3,7 @@ on the concatenated batch; the per-device ("group") baseline equals BN on each g
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 
@@ -113,6 +114,38 @@ def test_group_mode_equals_bn_on_each_group():
     reference = make_bn().eval()
     reference.load_state_dict(grouped[0].state_dict())
     torch.testing.assert_close(grouped(x.detach()), reference(x.detach()))
+
+
+def test_group_mode_numbers_are_those_of_one_call_over_all_groups():
+    """Groups are normalised slice by slice (views, no copy): on a contiguous batch every number
+    is what bof 41caee0 computed with one F.batch_norm over the groups laid side by side
+    (|values| summed in float64, exactly); a channels-last batch stays channels-last and agrees
+    to float32 rounding."""
+    torch.manual_seed(0)
+    cases = {}  # drawn in this order by the earlier comparison
+    for shape, group_size in [((8, 16, 12, 12), 4), ((16, 64, 7, 9), 4)]:
+        bn = GroupBatchNorm2d(shape[1], group_size=group_size)
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 2)
+            bn.bias.uniform_(-1, 1)
+        x = torch.randn(*shape) * 3 + 1
+        cases[shape] = (bn, x)
+    bn, x = cases[(16, 64, 7, 9)]
+    results = {}
+    for channels_last in (False, True):
+        layer = copy.deepcopy(bn)
+        batch = x.clone().contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        batch.requires_grad_()
+        out = layer(batch)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        results[channels_last] = [out.detach(), batch.grad, layer.weight.grad, layer.bias.grad]
+        results[channels_last] += [layer.running_mean, layer.running_var]
+        assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    pinned = [69359.32213091594, 3273.510985527908, 249.5142410993576, 2016.0314025878906]
+    pinned += [6.405492290854454, 115.04037892818451]
+    assert [float(t.double().abs().sum()) for t in results[False]] == pinned
+    for plain, channels_last in zip(results[False], results[True], strict=True):
+        torch.testing.assert_close(channels_last, plain, rtol=1e-5, atol=1e-4)
 
 
 def test_group_of_the_whole_batch_is_plain_bn():
