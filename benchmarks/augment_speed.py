@@ -30,9 +30,10 @@ import torch  # noqa: E402
 from torchvision import tv_tensors  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
-from bof.data import VOCDetection  # noqa: E402
-from bof.data.synth import SynthConfig, generate  # noqa: E402
+from bof.data.synth.config import SynthConfig  # noqa: E402
+from bof.data.synth.writer import generate  # noqa: E402
 from bof.data.training import SampleKey, TrainingSet  # noqa: E402
+from bof.data.voc import VOCDetection  # noqa: E402
 from bof.tricks.augmentation import IMAGENET_MEAN_255, SingleStageAugment, TwoStageAugment  # noqa: E402
 from bof.tricks.mixup import DetectionMixup  # noqa: E402
 

@@ -55,7 +55,8 @@ from pathlib import Path
 import torch
 
 from bof.config import to_dict
-from bof.data.synth import SynthConfig, generate
+from bof.data.synth.config import SynthConfig
+from bof.data.synth.writer import generate
 from bof.io import atomic_write_json
 from bof.pipeline import matrix
 
@@ -231,6 +232,15 @@ def stop(process: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def made_progress(run: Path, kind: str) -> bool:
+    """Whether a run stopped at the end of the budget had got going: a pretraining's first
+    epoch (its checkpoint), a training's first log record."""
+    if kind == "pretrain":
+        return (run / "checkpoint.pt").is_file()
+    log = run / "train_log.jsonl"
+    return log.is_file() and log.stat().st_size > 0
 
 
 def failure(code: int | None, wall: float, folder: Path) -> dict:
@@ -429,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                     label, backbones[step.preset.name, key] = recipes[json.dumps(recipe, sort_keys=True)]
                     print(f"{step.label}: the recipe of {label}, whose backbone it reuses", flush=True)
                     continue
-            timeout = min(args.timeout, remaining)
+            timeout = min(args.timeout, remaining - STOP_GRACE_SECONDS)  # the stop's grace within the budget
             if reason is None:
                 folder = args.out / "runs" / step.folder
                 if step.kind == "pretrain":
@@ -441,7 +451,14 @@ def main(argv: list[str] | None = None) -> int:
                         step, work, folder, backbone, epochs=args.epochs, tiny=args.tiny, timeout=timeout
                     )
                 if not result["ok"] and result["timed_out"] and timeout < args.timeout:
-                    reason = f"budget: stopped after {result['wall_seconds']:.0f} s, at the end of the budget"
+                    if made_progress(work / step.kind / step.folder, step.kind):
+                        reason = f"budget: stopped after {result['wall_seconds']:.0f} s, at the end of the budget"
+                    else:  # a hang (NCCL, a data loader) looks the same: a failure, not a budget cut
+                        result["error"] = (
+                            f"stopped at the end of the budget after {result['wall_seconds']:.0f} s without "
+                            f"having finished a {'first epoch' if step.kind == 'pretrain' else 'log_every steps'}\n"
+                            + result["error"]
+                        )
             if reason is not None:
                 report["left_out"].append({"run": step.label, "reason": reason})
                 print(f"left out: {step.label} ({reason})", flush=True)

@@ -55,15 +55,20 @@ done
 [[ -n $out ]] || usage
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-exec > >(tee -a "$out/gpu_node.log") 2>&1
+# tee ignores the signals that stop the check, so that the check's last lines still reach the log
+exec > >(trap '' INT TERM HUP && exec tee -a "$out/gpu_node.log") 2>&1
 
 command -v "$python" > /dev/null || die "no $python here: --python names the node's python (the one with torch)"
-"$python" -c 'import torch, torchvision' 2> /dev/null ||
-    die "$python has no torch or torchvision: the check uses the node's own build (for its CUDA); --python names another"
+if ! problem=$("$python" -c 'import torch, torchvision' 2>&1); then
+    die "$python cannot import torch and torchvision: the check uses the node's own build (for its CUDA);" \
+        "--python names another. Python said: $(tail -n 1 <<< "$problem")"
+fi
 
 # data-loader workers pass batches through /dev/shm: too little ends a run with a bus error
 [[ -d /dev/shm ]] || die "no /dev/shm: data-loader workers hand their batches over in shared memory"
-shm_free=$(($(df -Pk /dev/shm | awk 'NR == 2 { print $4 }') / 1024))
+shm_kib=$(df -Pk /dev/shm 2> /dev/null | awk 'NR == 2 { print $4 }')
+[[ $shm_kib =~ ^[0-9]+$ ]] || die "cannot read the free space of /dev/shm (df -Pk /dev/shm)"
+shm_free=$((shm_kib / 1024))
 if ((shm_free < shm_min)); then
     die "/dev/shm has $shm_free MiB free, the check needs $shm_min (--shm-min): data-loader workers hand" \
         "their batches over in shared memory. Docker: run with --shm-size=8g or --ipc=host; Kubernetes:" \
@@ -95,10 +100,16 @@ if ((${#absent[@]})); then
     fi
     "$python" -m pip --version > /dev/null 2>&1 || die "$python has no pip to install ${dists[*]} with"
     echo "installing ${dists[*]} from $wheels into $out/python-packages"
-    "$python" -m pip install --quiet --no-index --find-links "$wheels" --prefix "$out/python-packages" "${dists[@]}" ||
+    "$python" -m pip install --quiet --isolated --no-index --find-links "$wheels" --prefix "$out/python-packages" \
+        "${dists[@]}" ||
         die "could not install ${dists[*]} from $wheels (pip's message above)"
     mapfile -t absent < <(missing)
-    ((${#absent[@]} == 0)) || die "still missing after the install: ${absent[*]%%:*}"
+    if ((${#absent[@]})); then
+        first=${absent[0]%%:*}
+        die "still not importable after the install: ${absent[*]%%:*} (import $first: $(
+            PYTHONPATH="$PYTHONPATH:$(site_packages)" "$python" -c "import $first" 2>&1 | tail -n 1
+        ))"
+    fi
 fi
 sites=$(site_packages)
 export PYTHONPATH="$PYTHONPATH${sites:+:$sites}"

@@ -29,7 +29,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bof.config import TrainConfig, build, to_dict
 from bof.data.detection import collate_detection
-from bof.data.synth import SynthConfig, generate
+from bof.data.synth.config import SynthConfig
+from bof.data.synth.writer import generate
 from bof.data.training import KeyedBatchSampler
 from bof.engine.build import open_split, size_schedule, training_set
 from bof.engine.train import move, train

@@ -20,8 +20,9 @@ import yaml
 
 from bof.errors import ConfigError
 from bof.io import finite_float
-from bof.tricks.mixup import DetectionMixup
-from bof.tricks.random_shapes import STRIDE
+
+# The detectors' largest feature stride: input sizes and random training shapes are multiples of it.
+STRIDE = 32
 
 # The largest seed: every use survives it (``torch.Generator().manual_seed(seed * 100_003 + epoch)``
 # must stay below 2**64; numpy's SeedSequence and legacy seeding take 32-bit words).
@@ -123,24 +124,39 @@ class ModelConfig:
             raise ConfigError(f"model: need 0 < min_size < max_size, got {self.min_size}, {self.max_size}")
 
 
+MixupMode = Literal["off", "fixed", "beta"]
+
+
 @dataclass(frozen=True)
 class MixupConfig:
-    mode: Literal["off", "fixed", "beta"] = "off"
+    """Which mixup variant of Table 1 to draw, and when (`bof.tricks.mixup.DetectionMixup` draws it).
+
+    ``mode``: ``off``; ``fixed`` (lam = 0.5, "0.5:0.5 evenly"); ``beta`` (lam ~ Beta(alpha, beta)).
+    ``weighted``: boxes weigh ``lam`` / ``1 - lam`` in the loss; otherwise every box weighs 1.
+    ``off_last_epochs``: mixup is switched off for the last N epochs of ``epochs``.
+    ``loss_scale``: the whole training loss is multiplied by this while mixup is on (GluonCV's
+    Faster R-CNN: ``mix_ratio = 0.5`` with its even mix; 1 for YOLOv3).
+    """
+
+    mode: MixupMode = "off"
     alpha: float = 1.5
     beta: float = 1.5
     weighted: bool = True
     off_last_epochs: int = 20
-    loss_scale: float = 1.0  # the whole loss times this while mixing (GluonCV Faster R-CNN: 0.5)
-
-    def build(self) -> DetectionMixup | None:
-        if self.mode == "off":
-            return None
-        return DetectionMixup(self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs, self.loss_scale)
+    loss_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        DetectionMixup(
-            self.mode, self.alpha, self.beta, self.weighted, self.off_last_epochs, self.loss_scale
-        )  # validates
+        if self.mode not in ("off", "fixed", "beta"):
+            raise ConfigError(f"mixup mode must be 'off', 'fixed' or 'beta', got {self.mode!r}")
+        if self.mode == "beta" and (self.alpha <= 0 or self.beta <= 0):
+            raise ConfigError(f"mixup beta parameters must be > 0, got ({self.alpha}, {self.beta})")
+        if self.off_last_epochs < 0:
+            raise ConfigError(f"mixup off_last_epochs must be >= 0, got {self.off_last_epochs}")
+        if not self.loss_scale > 0:
+            raise ConfigError(f"mixup loss_scale must be > 0, got {self.loss_scale}")
+
+    def active(self, epoch: int, epochs: int) -> bool:
+        return self.mode != "off" and epoch < epochs - self.off_last_epochs
 
 
 @dataclass(frozen=True)
@@ -263,6 +279,51 @@ class TrainConfig:
 
 
 # --- building dataclasses from plain data, with errors that name the key ---
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """`bof pretrain`'s recipe: GluonCV's ImageNet classification training (bof.engine.pretrain)."""
+
+    seed: int = 0
+    data: str = "data/synth/classification"
+    backbone: Literal["darknet53", "resnet50", "resnet101", "small_resnet"] = "darknet53"
+    width: float = 1.0
+    depth: float = 1.0
+    image_size: int = 224
+    epochs: int = 120
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 5
+    label_smoothing: float = 0.1
+    decay_norm_and_bias: bool = False  # GluonCV --no-wd: no weight decay on BN and biases
+    crop_scale_min: float = 0.08  # RandomResizedCrop's smallest area fraction (GluonCV min_random_area)
+    color_jitter: float = 0.4  # brightness, contrast and saturation jitter
+    lighting: float = 0.1  # AlexNet-style PCA lighting noise (GluonCV pca_noise)
+    mixup: bool = False
+    mixup_alpha: float = 0.2
+    workers: int = 4
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
+        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16 or self.workers < 0:
+            raise ConfigError("pretrain: epochs and batch_size must be >= 1, image_size >= 16 and workers >= 0")
+        if not (self.width > 0 and self.depth > 0):
+            raise ConfigError(f"pretrain: width and depth must be > 0, got {self.width}, {self.depth}")
+        if not (self.lr > 0 and 0 <= self.label_smoothing < 1 and self.mixup_alpha > 0):
+            raise ConfigError("pretrain: need lr > 0, 0 <= label_smoothing < 1 and mixup_alpha > 0")
+        if not (self.weight_decay >= 0 and 0 < self.momentum < 1):  # Nesterov SGD needs a momentum
+            raise ConfigError(
+                f"pretrain: need weight_decay >= 0 and 0 < momentum < 1, got {self.weight_decay}, {self.momentum}"
+            )
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"pretrain.warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        if not (0 < self.crop_scale_min <= 1 and self.color_jitter >= 0 and self.lighting >= 0):
+            raise ConfigError("pretrain: need 0 < crop_scale_min <= 1, color_jitter >= 0 and lighting >= 0")
 
 
 def _type_name(annotation) -> str:

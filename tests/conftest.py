@@ -12,7 +12,8 @@ from PIL import Image
 from slurm_cluster import missing, slurm_cluster
 
 from bof.config import load_config
-from bof.data.synth import SynthConfig, generate
+from bof.data.synth.config import SynthConfig
+from bof.data.synth.writer import generate
 from bof.data.voc import format_voc_xml
 
 TESTS = Path(__file__).parent

@@ -13,8 +13,8 @@ from pycocotools.coco import COCO
 
 from bof.cli import main
 from bof.config import DataConfig
-from bof.data import CocoDetection, VOCDetection, detection_to_coco
-from bof.data.coco import coco_image_ids
+from bof.data.coco import CocoDetection, coco_image_ids, detection_to_coco
+from bof.data.voc import VOCDetection
 from bof.engine.build import open_split
 from bof.errors import DatasetError
 
@@ -83,7 +83,7 @@ def test_to_coco_fails_rather_than_write_a_non_finite_number(tiny_synth, tmp_pat
         data["annotations"][0]["bbox"][0] = float("nan")
         return data
 
-    monkeypatch.setattr("bof.data.detection_to_coco", poisoned)
+    monkeypatch.setattr("bof.cli.data.detection_to_coco", poisoned)
     out = tmp_path / "val.json"
     code = main(["data", "to-coco", "--voc", str(tiny_synth / "VOCdevkit"), "--sets", "2007:val", "--out", str(out)])
     assert code == 2

@@ -8,18 +8,17 @@ import numpy as np
 import pytest
 
 from bof.cli import main
-from bof.data import CocoDetection, VOCDetection
+from bof.data.coco import CocoDetection
+from bof.data.voc import VOCDetection
 from bof.errors import DatasetError
-from bof.evaluation import (
+from bof.evaluation.api import (
+    coco_ground_truth,
     coco_results,
     evaluate_coco_predictions,
     evaluate_voc_predictions,
-    read_voc_results,
     voc_detections,
-    write_coco_results,
-    write_voc_results,
 )
-from bof.evaluation.api import coco_ground_truth
+from bof.evaluation.formats import read_voc_results, write_coco_results, write_voc_results
 
 
 def noisy_predictions(dataset, seed=0):

@@ -14,9 +14,10 @@ from conftest import TINY_SYNTH
 from PIL import Image
 
 from bof.cli import main
-from bof.data.synth import SPLITS, SynthConfig, generate
+from bof.data.synth.config import SynthConfig
 from bof.data.synth.render import SceneConfig, _annotate, render_scene
 from bof.data.synth.shapes import MAX_CLASSES, class_names
+from bof.data.synth.writer import SPLITS, generate
 from bof.errors import BofError, ConfigError
 
 

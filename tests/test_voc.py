@@ -11,7 +11,8 @@ from conftest import make_devkit, write_jpeg
 from torchvision import tv_tensors
 
 from bof.cli import main
-from bof.data import VOC_CLASSES, VOCDetection, collate_detection
+from bof.data.detection import collate_detection
+from bof.data.voc import VOC_CLASSES, VOCDetection
 from bof.errors import DatasetError
 
 GOOD = ("circle", False, False, (3, 4, 20, 30))

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from bof.cli.data import add_dataset_arguments, open_dataset
+from bof.errors import BofError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +31,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bof.errors import BofError
     from bof.models.anchors import box_shapes, kmeans_anchors, write_anchors
 
     if args.size <= 0:

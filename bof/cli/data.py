@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bof.data.coco import CocoDetection, detection_to_coco
+from bof.data.detection import DetectionDataset
+from bof.data.voc import VOCDetection
 from bof.errors import BofError
 from bof.io import atomic_write_json
-
-if TYPE_CHECKING:
-    from bof.data import DetectionDataset
 
 
 def parse_image_sets(text: str) -> list[tuple[str, str]]:
@@ -57,8 +56,6 @@ def open_dataset(
     args: argparse.Namespace, *, check_images: str | None = None, training: bool = False
 ) -> DetectionDataset:
     """The dataset the arguments name; ``training`` drops COCO crowd regions and empty images, as training does."""
-    from bof.data import CocoDetection, VOCDetection
-
     check = check_images or args.check_images
     if (args.voc is None) == (args.coco is None):
         raise BofError("give exactly one of --voc VOCDEVKIT or --coco INSTANCES_JSON")
@@ -119,8 +116,6 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_to_coco(args: argparse.Namespace) -> int:
-    from bof.data import detection_to_coco
-
     if args.voc is None:
         raise BofError("to-coco converts a VOC devkit: give --voc VOCDEVKIT")
     dataset = open_dataset(args)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bof.evaluation.coco import BACKENDS
-from bof.evaluation.voc import METRICS
+from bof import __version__
+from bof.data.coco import read_coco_json
+from bof.data.voc import VOCDetection
+from bof.evaluation.api import voc_ground_truth
+from bof.evaluation.coco import BACKENDS, evaluate_coco
+from bof.evaluation.formats import find_voc_results, read_coco_results, read_voc_results
+from bof.evaluation.voc import METRICS, evaluate_voc
+from bof.io import atomic_write_json, verify_checksums
 
 CHECKSUMS_HELP = (
     "a SHA256SUMS the results were written with (`bof predict` and `bof train` write one): every results"
@@ -62,13 +68,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_voc(args: argparse.Namespace) -> int:
-    from bof import __version__
-    from bof.data.voc import VOCDetection
-    from bof.evaluation.api import voc_ground_truth
-    from bof.evaluation.formats import find_voc_results, read_voc_results
-    from bof.evaluation.voc import evaluate_voc
-    from bof.io import atomic_write_json, verify_checksums
-
     dataset = VOCDetection(args.devkit, [(args.year, args.split)], check_images="none")
     if args.checksums is not None:
         verify_checksums(args.checksums, [path for _, path in find_voc_results(args.results, args.split)])
@@ -92,12 +91,6 @@ def run_voc(args: argparse.Namespace) -> int:
 
 
 def run_coco(args: argparse.Namespace) -> int:
-    from bof import __version__
-    from bof.data.coco import read_coco_json
-    from bof.evaluation.coco import evaluate_coco
-    from bof.evaluation.formats import read_coco_results
-    from bof.io import atomic_write_json, verify_checksums
-
     if args.checksums is not None:
         verify_checksums(args.checksums, [args.results])
     ground_truth = read_coco_json(args.annotations)

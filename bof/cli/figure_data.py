@@ -7,9 +7,12 @@ figure7: example detections)."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+from bof.config import DataConfig, build
 from bof.errors import BofError
+from bof.io import atomic_write_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +32,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bof.engine.figure_data import elephant, examples, throughput, training_pair
-    from bof.io import atomic_write_json
 
     if args.figure == "figure2":
         if args.data_json is None or args.models:
@@ -52,10 +54,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _data_config(text: str):
-    import json
-
-    from bof.config import DataConfig, build
-
     try:
         return build(DataConfig, json.loads(text))
     except json.JSONDecodeError as error:

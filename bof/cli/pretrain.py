@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 
+from bof.cli.evaluate import percent
 from bof.cli.train import add_run_arguments
+from bof.config import load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,8 +20,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bof.cli.evaluate import percent
-    from bof.config import load_config
     from bof.engine.pretrain import PretrainConfig, pretrain
 
     config = load_config(args.config, args.overrides, cls=PretrainConfig, text=args.config_json)

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from bof.errors import BofError
+from bof.pipeline.matrix import Preset, load_preset
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +43,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bof.pipeline.matrix import Preset, load_preset
     from bof.report.report import incomplete, install_report, make_report, render_report
 
     if args.install_from is not None:

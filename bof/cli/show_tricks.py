@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from bof.cli.data import parse_image_sets
+from bof.data.voc import VOCDetection
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bof.data import VOCDetection
     from bof.report.tricks import figure_beta, figure_lr_schedules, figure_mixup
     from bof.tricks.random import generator_for, randint
 

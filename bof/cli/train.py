@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bof.cli.evaluate import percent
+from bof.config import load_config
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -46,8 +49,6 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, config_help: str) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    from bof.cli.evaluate import percent
-    from bof.config import load_config
     from bof.engine.train import train
 
     config = load_config(args.config, args.overrides, text=args.config_json)

@@ -135,12 +135,6 @@ def parse_voc_xml(path: Path, class_index: Mapping[str, int]) -> tuple[int, int,
     )
 
 
-def xyxy_to_voc_box(box_xyxy: Sequence[float]) -> tuple[float, float, float, float]:
-    """Pixel-edge XYXY back to VOC's 1-based inclusive (xmin, ymin, xmax, ymax)."""
-    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
-    return x0 + 1, y0 + 1, x1, y1
-
-
 def read_voc_samples(
     devkit_root: Path, image_sets: Sequence[tuple[str, str]], classes: Sequence[str], skip_log: SkipLog
 ) -> list[Sample]:

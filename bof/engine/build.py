@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
-from bof.config import DataConfig, TrainConfig
-from bof.data import CocoDetection, DetectionDataset, VOCDetection
+from bof.config import DataConfig, MixupConfig, TrainConfig
+from bof.data.coco import CocoDetection
+from bof.data.detection import DetectionDataset
 from bof.data.training import TrainingSet
+from bof.data.voc import VOCDetection
 from bof.tricks.augmentation import SingleStageAugment, TwoStageAugment
+from bof.tricks.mixup import DetectionMixup
 from bof.tricks.random_shapes import shape_at, shape_range
 
 
@@ -43,10 +47,14 @@ def augmentation(config: TrainConfig):
     return TwoStageAugment(config.model.min_size, config.model.max_size, flip=config.tricks.augmentation)
 
 
+def detection_mixup(config: MixupConfig) -> DetectionMixup | None:
+    """The mixup the config asks for; None when it is off."""
+    return None if config.mode == "off" else DetectionMixup(**dataclasses.asdict(config))
+
+
 def training_set(config: TrainConfig, dataset: DetectionDataset) -> TrainingSet:
-    return TrainingSet(
-        dataset, augmentation(config), mixup=config.tricks.mixup.build(), epochs=config.optim.epochs, seed=config.seed
-    )
+    mixup = detection_mixup(config.tricks.mixup)
+    return TrainingSet(dataset, augmentation(config), mixup=mixup, epochs=config.optim.epochs, seed=config.seed)
 
 
 def _fixed(size, iteration):

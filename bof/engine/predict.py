@@ -17,14 +17,14 @@ from bof.data.detection import DetectionDataset, collate_detection
 from bof.engine import distributed
 from bof.engine.checkpoint import load_checkpoint
 from bof.errors import BofError
-from bof.evaluation import (
+from bof.evaluation.api import (
+    coco_ground_truth,
+    coco_results,
     evaluate_coco_predictions,
     evaluate_voc_predictions,
     voc_detections,
-    write_coco_results,
-    write_voc_results,
 )
-from bof.evaluation.api import coco_ground_truth, coco_results
+from bof.evaluation.formats import write_coco_results, write_voc_results
 from bof.io import write_checksums
 from bof.models import build_detector
 
@@ -86,7 +86,8 @@ def predict(
         batch["labels"] = torch.cat([output["labels"] for output in outputs]).cpu()
         parts = {key: value.split(counts) for key, value in batch.items()}
         for index, target in enumerate(targets):
-            output = {key: part[index] for key, part in parts.items()}
+            # a copy of each part: a view would carry its whole batch through gather_objects' pickling
+            output = {key: part[index].clone() for key, part in parts.items()}
             if not (torch.isfinite(output["boxes"]).all() and torch.isfinite(output["scores"]).all()):
                 raise BofError(
                     f"image {target['image_id']!r}: the model's detections are not finite (NaN/inf): its weights have diverged"

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +29,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from bof.config import check_seed, to_dict
+from bof.config import PretrainConfig, to_dict
 from bof.engine import distributed
 from bof.engine.checkpoint import RunCheckpoints, restore_rng, rng_states, save_checkpoint
 from bof.engine.lock import hold_run_folder
@@ -39,57 +37,15 @@ from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json
 from bof.models import backbone_weights, classifier
-from bof.tricks.lr_schedule import build_scheduler, parameter_groups
+from bof.tricks.lr_schedule import build_scheduler
 from bof.tricks.mixup import ClassificationMixup
 from bof.tricks.random import generator_for
+from bof.tricks.weight_decay import parameter_groups
 
 BACKBONE_FORMAT = "bof-backbone-1"
 CHECK_EVERY = 50  # steps between reads of the losses (under AMP; every step without)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    seed: int = 0
-    data: str = "data/synth/classification"
-    backbone: Literal["darknet53", "resnet50", "resnet101", "small_resnet"] = "darknet53"
-    width: float = 1.0
-    depth: float = 1.0
-    image_size: int = 224
-    epochs: int = 120
-    batch_size: int = 256
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 5
-    label_smoothing: float = 0.1
-    decay_norm_and_bias: bool = False  # GluonCV --no-wd: no weight decay on BN and biases
-    crop_scale_min: float = 0.08  # RandomResizedCrop's smallest area fraction (GluonCV min_random_area)
-    color_jitter: float = 0.4  # brightness, contrast and saturation jitter
-    lighting: float = 0.1  # AlexNet-style PCA lighting noise (GluonCV pca_noise)
-    mixup: bool = False
-    mixup_alpha: float = 0.2
-    workers: int = 4
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True
-
-    def __post_init__(self) -> None:
-        check_seed(self.seed)
-        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16 or self.workers < 0:
-            raise ConfigError("pretrain: epochs and batch_size must be >= 1, image_size >= 16 and workers >= 0")
-        if not (self.width > 0 and self.depth > 0):
-            raise ConfigError(f"pretrain: width and depth must be > 0, got {self.width}, {self.depth}")
-        if not (self.lr > 0 and 0 <= self.label_smoothing < 1 and self.mixup_alpha > 0):
-            raise ConfigError("pretrain: need lr > 0, 0 <= label_smoothing < 1 and mixup_alpha > 0")
-        if not (self.weight_decay >= 0 and 0 < self.momentum < 1):  # Nesterov SGD needs a momentum
-            raise ConfigError(
-                f"pretrain: need weight_decay >= 0 and 0 < momentum < 1, got {self.weight_decay}, {self.momentum}"
-            )
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise ConfigError(f"pretrain.warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
-        if not (0 < self.crop_scale_min <= 1 and self.color_jitter >= 0 and self.lighting >= 0):
-            raise ConfigError("pretrain: need 0 < crop_scale_min <= 1, color_jitter >= 0 and lighting >= 0")
 
 
 # ImageNet's RGB principal components (AlexNet [Krizhevsky 2012]; MXNet's pca_noise uses these)
@@ -168,11 +124,12 @@ def no_mixup(images: torch.Tensor, targets: torch.Tensor, generator: torch.Gener
 @torch.no_grad()
 def accuracy(model, loader, context: distributed.Context) -> float:
     model.eval()
-    correct = torch.zeros(2, device=context.device)
+    hits, images_seen = torch.zeros((), device=context.device), 0
     for images, labels in loader:
         logits = model(to_device(images, context.device))
-        hits = (logits.argmax(1) == labels.to(context.device, non_blocking=True)).sum()
-        correct += torch.stack([hits.float(), torch.tensor(float(len(labels)), device=context.device)])
+        hits += (logits.argmax(1) == labels.to(context.device, non_blocking=True)).sum()
+        images_seen += len(labels)
+    correct = torch.stack([hits, torch.tensor(float(images_seen), device=context.device)])  # one copy
     if context.distributed:
         torch.distributed.all_reduce(correct)
     model.train()

@@ -46,8 +46,9 @@ from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json, atomic_write_text, sha256
 from bof.models import build_detector
-from bof.tricks.lr_schedule import build_scheduler, parameter_groups
+from bof.tricks.lr_schedule import build_scheduler
 from bof.tricks.sync_bn import convert_batchnorm, plain_batchnorm
+from bof.tricks.weight_decay import parameter_groups
 
 CHECKPOINT_FORMAT = "bof-train-checkpoint-1"
 RUN_ONLY_KEYS = ("workers", "log_every", "device")  # may change between a run and its resume
@@ -275,9 +276,9 @@ class Trainer:
             disable=not (self.show_progress and self.context.is_main),
             leave=False,
         )
-        mixup = self.config.tricks.mixup.build()
+        mixup = self.config.tricks.mixup
         # GluonCV's Faster R-CNN halves the whole loss while it mixes (mix_ratio); 1 otherwise
-        loss_scale = mixup.loss_scale if mixup is not None and mixup.active(epoch, self.config.optim.epochs) else 1.0
+        loss_scale = mixup.loss_scale if mixup.active(epoch, self.config.optim.epochs) else 1.0
         started, window, window_start = time.perf_counter(), [], self.state.iteration
         waiting = started
         for images, targets in bar:

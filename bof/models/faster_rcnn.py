@@ -38,6 +38,7 @@ from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from bof.models.roi_align import SparseRoIAlign
+from bof.tricks.label_smoothing import smoothed_cross_entropy
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -158,14 +159,13 @@ class WeightedRoIHeads(RoIHeads):
         """torchvision's ``fastrcnn_loss`` with per-sample weights, label smoothing, and GluonCV's
         box term: smooth L1 with beta 1 (``HuberLoss()``, rho = 1; torchvision uses 1/9), summed
         over the positives' class-specific coordinates and divided by the sampled RoIs."""
-        classification = F.cross_entropy(class_logits, labels, label_smoothing=self.label_smoothing, reduction="none")
         positive = torch.where(labels > 0)[0]
         box_regression = box_regression.reshape(len(labels), box_regression.size(-1) // 4, 4)
         box = F.smooth_l1_loss(
             box_regression[positive, labels[positive]], regression_targets[positive], beta=1.0, reduction="none"
         )
         return {
-            "loss_classifier": (classification * weights).mean(),
+            "loss_classifier": smoothed_cross_entropy(class_logits, labels, self.label_smoothing, weights),
             "loss_box_reg": (box.sum(1) * weights[positive]).sum() / max(labels.numel(), 1),
         }
 

@@ -94,9 +94,11 @@ def yolo_loss(
             # image: on a CPU torchvision's batched form is 2x slower at 416 px, 30 boxes an image
             with torch.no_grad():
                 decoded = decode(prediction.detach(), level_anchors, stride).reshape(batch, -1, 4)
-                iou = torch.stack([box_iou(decoded[b], gt["padded_boxes"][b]) for b in range(batch)])
-                iou.masked_fill_(~gt["padded_valid"][:, None, :], 0.0)
-                obj_weight[:cells].masked_fill_(iou.max(dim=2).values.flatten() > ignore_iou, 0.0)
+                best = [
+                    box_iou(decoded[b], gt["padded_boxes"][b]).masked_fill_(~gt["padded_valid"][b], 0.0).max(1).values
+                    for b in range(batch)
+                ]
+                obj_weight[:cells].masked_fill_(torch.cat(best) > ignore_iou, 0.0)
 
         mine = assigned["positive"] & (assigned["level"] == level)
         # boxes of other levels point at some cell of this grid, and count with weight 0 there
@@ -111,16 +113,22 @@ def yolo_loss(
             weight=obj_weight[:cells].view(batch, per_level, height, width),
             reduction="sum",
         )
+        # the terms of this level's positives; the others' cells are masked out, not weighted by 0
+        # (an overflowed value there would make 0 * inf = NaN)
         cell = prediction[gt["image"], assigned["anchor"], :, row, column]  # [N, 5 + K]
-        weight = gt["weights"] * mine
+        weight = gt["weights"]
         box_weight = (weight * assigned["box_weight"])[:, None]
-        loss_center = loss_center + F.binary_cross_entropy_with_logits(
-            cell[:, :2], assigned["center"], weight=box_weight.expand(-1, 2), reduction="sum"
+        center = F.binary_cross_entropy_with_logits(
+            cell[:, :2], assigned["center"], weight=box_weight.expand(-1, 2), reduction="none"
         )
-        loss_scale = loss_scale + (box_weight * (cell[:, 2:4] - assigned["scale"]).abs()).sum()
-        loss_class = loss_class + F.binary_cross_entropy_with_logits(
-            cell[:, 5:], class_target, weight=weight[:, None].expand(-1, num_classes), reduction="sum"
+        scale = box_weight * (cell[:, 2:4] - assigned["scale"]).abs()
+        classes = F.binary_cross_entropy_with_logits(
+            cell[:, 5:], class_target, weight=weight[:, None].expand(-1, num_classes), reduction="none"
         )
+        keep = mine[:, None]
+        loss_center = loss_center + torch.where(keep, center, 0.0).sum()
+        loss_scale = loss_scale + torch.where(keep, scale, 0.0).sum()
+        loss_class = loss_class + torch.where(keep, classes, 0.0).sum()
     return {
         "loss_objectness": loss_obj / batch,
         "loss_center": loss_center / batch,

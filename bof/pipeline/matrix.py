@@ -23,10 +23,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from bof.config import TrainConfig, TricksConfig, build, to_dict
+from bof.config import PretrainConfig, TrainConfig, TricksConfig, build, to_dict
 from bof.data.synth.config import SynthConfig, parse_classes
 from bof.data.voc import read_class_names
-from bof.engine.pretrain import PretrainConfig
 from bof.errors import ConfigError
 from bof.evaluation.formats import voc_results_path
 
@@ -463,8 +462,8 @@ def _figures_5_and_6(preset: Preset, detector: str) -> dict[str, tuple[Cell, ...
     return figures
 
 
-def figure_metric(preset: Preset, figure: str) -> str:
-    """Figures 8-9 show per-category AP: COCO's when Table 4 is made, else VOC's."""
+def category_metric(preset: Preset) -> str:
+    """The per-category AP of Figures 8-9: COCO's when Table 4 is made, else VOC's."""
     return "coco" if "table4" in preset.tables else "voc07"
 
 
@@ -493,11 +492,6 @@ def jobs(preset: Preset) -> list[Job]:
 
 def data_root(preset: Preset) -> str:
     return preset.dataset["root"]
-
-
-def dataset_marker(preset: Preset) -> str:
-    """Written once the dataset is complete (synthesised, or downloaded and checked)."""
-    return f"{preset.results}/data/dataset.json"
 
 
 def val_annotations(preset: Preset) -> str:
@@ -591,7 +585,7 @@ def metric_targets(preset: Preset) -> list[str]:
         (control.cell, table["metric"]) for name, table in preset.tables.items() for control in controls(preset, name)
     ]
     wanted += [
-        (entry, figure_metric(preset, name))
+        (entry, category_metric(preset))
         for name, pair in figure_cells(preset).items()
         if name in ("figure8", "figure9")
         for entry in pair
@@ -821,10 +815,6 @@ def training_resources(preset: Preset, detector: str) -> JobResources:
 def pretraining_resources(preset: Preset, backbone: str) -> JobResources:
     spec = preset.raw["pretrain"].get(backbone, {})
     return _resources(preset, spec, int(spec.get("workers", 4)), f"pretrain.{backbone}")
-
-
-def gpus(preset: Preset, detector: str) -> int:
-    return training_resources(preset, detector).gpus
 
 
 def launcher(gpu_count: int = 0) -> str:

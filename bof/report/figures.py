@@ -25,7 +25,7 @@ from torchvision.utils import draw_bounding_boxes  # noqa: E402
 from bof.data.images import from_png_base64  # noqa: E402
 from bof.engine.figure_data import SCORE_TO_SHOW, composite  # noqa: E402
 from bof.io import read_json
-from bof.pipeline.matrix import Job, Preset, figure_cells, figure_metric, metric_path, record_path  # noqa: E402
+from bof.pipeline.matrix import Job, Preset, category_metric, figure_cells, metric_path, record_path  # noqa: E402
 from bof.report.tricks import figure_beta, figure_lr_schedules, figure_mixup, save_figure  # noqa: E402
 
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe", "#008080")
@@ -203,7 +203,7 @@ def per_category(path: str | Path, metric: str) -> dict[str, float | None]:
 def figure_categories(preset: Preset, name: str, folder: Path) -> Path:
     """Per-category AP of the freebies minus the baseline, averaged over seeds."""
     baseline, bof = figure_cells(preset)[name]
-    metric = figure_metric(preset, name)
+    metric = category_metric(preset)
     gains: dict[str, list[float]] = {}
     for seed in preset.seeds:
         before = per_category(metric_path(preset, Job(baseline.detector, baseline.combo, seed), metric), metric)
@@ -256,7 +256,7 @@ def figure1(preset: Preset, data_path: Path, folder: Path) -> Path:
     for name, label, colour in (("figure8", "YOLOv3", "#e6194b"), ("figure9", "Faster R-CNN", "#4363d8")):
         if name not in available:
             continue
-        metric = figure_metric(preset, name)
+        metric = category_metric(preset)
         cells = available[name]
         baseline, bof = (_run_means(preset, cell, metric) for cell in cells)
         if baseline is None or bof is None:
@@ -286,7 +286,7 @@ def figure1(preset: Preset, data_path: Path, folder: Path) -> Path:
         if "repeats" in timed
         else "inference images/s"
     )
-    metric = figure_metric(preset, "figure8")
+    metric = category_metric(preset)
     for axis in axes:
         axis.set_ylabel("COCO AP@[.5:.95] (%)" if metric == "coco" else "VOC07 mAP@0.5 (%)")
         axis.grid(alpha=0.3)

@@ -14,7 +14,6 @@ from bof.errors import BofError
 from bof.io import atomic_write_json, atomic_write_text, read_json
 from bof.pipeline.matrix import (
     Preset,
-    figure_cells,
     figure_data_targets,
     figure_detector,
     jobs,
@@ -22,6 +21,7 @@ from bof.pipeline.matrix import (
     metric_targets,
     record_path,
     record_targets,
+    report_figures,
 )
 from bof.report import figures
 from bof.report.summary import (
@@ -165,22 +165,21 @@ def render_report(preset: Preset, out: Path) -> Path:
     tables_folder, figures_folder = out / "tables", out / "figures"
     missing: list[str] = []
     table_paths = {name: write_table(preset, name, tables_folder) for name in preset.tables}
-    available = figure_cells(preset)
     label = figures.DETECTOR_LABELS[figure_detector(preset) or "yolov3"]
     data = Path(preset.results) / "figure_data"
+    makers = {  # the first figure of each group drawn together
+        "figure1": ("figure 1", lambda: figures.figure1(preset, data / "figure1.json", figures_folder)),
+        "figure2": ("figures 2-4", lambda: figures.figures_2_to_4(data / "figure2.json", figures_folder)),
+        "figure5": ("figure 5", lambda: figures.figure5(data / "figure5.json", figures_folder)),
+        "figure6a": ("figure 6", lambda: figures.figure6(preset, figures_folder)),
+        "figure7": ("figure 7", lambda: figures.figure7(data / "figure7.json", figures_folder, label)),
+        "figure8": ("figure8", lambda: figures.figure_categories(preset, "figure8", figures_folder)),
+        "figure9": ("figure9", lambda: figures.figure_categories(preset, "figure9", figures_folder)),
+    }
     made = []
-    if "figure1" in available:
-        made += _attempt("figure 1", lambda: figures.figure1(preset, data / "figure1.json", figures_folder), missing)
-    made += _attempt("figures 2-4", lambda: figures.figures_2_to_4(data / "figure2.json", figures_folder), missing)
-    if "figure5" in available:
-        made += _attempt("figure 5", lambda: figures.figure5(data / "figure5.json", figures_folder), missing)
-    if "figure6" in available:
-        made += _attempt("figure 6", lambda: figures.figure6(preset, figures_folder), missing)
-    if "figure7" in available:
-        made += _attempt("figure 7", lambda: figures.figure7(data / "figure7.json", figures_folder, label), missing)
-    for name in ("figure8", "figure9"):
-        if name in available:
-            made += _attempt(name, lambda name=name: figures.figure_categories(preset, name, figures_folder), missing)
+    for name in report_figures(preset):
+        if name in makers:
+            made += _attempt(*makers[name], missing)
 
     facts = provenance(preset)
     lines = [

@@ -1,7 +1,8 @@
 """Classification-head label smoothing (§3.2, Eq. 3).
 
-Softmax heads (Faster R-CNN's box classifier, backbone pretraining): ``q' = (1 - eps) q + eps / K``,
-which ``F.cross_entropy(label_smoothing=eps)`` computes without materialising ``q'``.
+Softmax heads (Faster R-CNN's box classifier through `smoothed_cross_entropy`, backbone
+pretraining): ``q' = (1 - eps) q + eps / K``, which ``F.cross_entropy(label_smoothing=eps)``
+computes without materialising ``q'``.
 Sigmoid heads (YOLOv3's independent class scores): the targets' range is narrowed instead,
 the true class to ``1 - eps`` and every other class to ``eps``; the authors' GluonCV code
 uses ``eps = min(1 / K, 1 / 40)``.
@@ -11,12 +12,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-
-def smooth_softmax_targets(onehot: torch.Tensor, eps: float) -> torch.Tensor:
-    """``(1 - eps) * q + eps / K`` for targets [..., K] (one-hot or already soft)."""
-    num_classes = onehot.shape[-1]
-    return onehot * (1.0 - eps) + eps / num_classes
 
 
 def smooth_sigmoid_targets(onehot: torch.Tensor, eps: float) -> torch.Tensor:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from torch import nn
 
 from bof.errors import ConfigError
 
@@ -55,20 +54,3 @@ def build_scheduler(optimizer: torch.optim.Optimizer, **schedule) -> torch.optim
     """A per-iteration ``LambdaLR`` whose factor is ``lr_at(t, base_lr=1, **schedule)``;
     call ``scheduler.step()`` after every optimizer step."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: lr_at(t, base_lr=1.0, **schedule))
-
-
-NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-
-
-def parameter_groups(model: nn.Module, weight_decay: float, *, decay_norm_and_bias: bool = True) -> list[dict]:
-    """Optimizer groups; with ``decay_norm_and_bias=False`` biases and normalisation
-    parameters get no weight decay (a common refinement, [8])."""
-    if decay_norm_and_bias:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-    decay, no_decay = [], []
-    for module in model.modules():
-        for name, parameter in module.named_parameters(recurse=False):
-            if not parameter.requires_grad:
-                continue
-            (no_decay if isinstance(module, NORM_LAYERS) or name == "bias" else decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -13,12 +13,12 @@ with its partner in the reversed batch, targets ``lam * y1 + (1 - lam) * y2``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
 import torch
 
+from bof.config import MixupConfig, MixupMode
 from bof.errors import ConfigError
 from bof.tricks.random import bernoulli, beta, randint
 
@@ -60,39 +60,12 @@ def mix_detection(
     return image, boxes, labels, weights
 
 
-MixupMode = Literal["off", "fixed", "beta"]
-
-
 @dataclass(frozen=True)
-class DetectionMixup:
-    """Which mixup variant of Table 1 to draw, and when.
-
-    ``mode``: ``off``; ``fixed`` (lam = 0.5, "0.5:0.5 evenly"); ``beta`` (lam ~ Beta(alpha, beta)).
-    ``weighted``: boxes weigh ``lam`` / ``1 - lam`` in the loss; otherwise every box weighs 1.
-    ``off_last_epochs``: mixup is switched off for the last N epochs of ``epochs``.
-    ``loss_scale``: the whole training loss is multiplied by this while mixup is on (GluonCV's
-    Faster R-CNN: ``mix_ratio = 0.5`` with its even mix; 1 for YOLOv3).
-    """
+class DetectionMixup(MixupConfig):
+    """The mixup a `MixupConfig` describes (Table 1's variants, and when they are on), with its
+    draws; a library user's default is the paper's Beta(1.5, 1.5)."""
 
     mode: MixupMode = "beta"
-    alpha: float = 1.5
-    beta: float = 1.5
-    weighted: bool = True
-    off_last_epochs: int = 20
-    loss_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("off", "fixed", "beta"):
-            raise ConfigError(f"mixup mode must be 'off', 'fixed' or 'beta', got {self.mode!r}")
-        if self.mode == "beta" and (self.alpha <= 0 or self.beta <= 0):
-            raise ConfigError(f"mixup beta parameters must be > 0, got ({self.alpha}, {self.beta})")
-        if self.off_last_epochs < 0:
-            raise ConfigError(f"mixup off_last_epochs must be >= 0, got {self.off_last_epochs}")
-        if not self.loss_scale > 0:
-            raise ConfigError(f"mixup loss_scale must be > 0, got {self.loss_scale}")
-
-    def active(self, epoch: int, epochs: int) -> bool:
-        return self.mode != "off" and epoch < epochs - self.off_last_epochs
 
     def draw(self, generator: torch.Generator, index: int, num_samples: int) -> tuple[float, int] | None:
         """(lam, partner index) or ``None`` when this sample is not mixed (lam drawn as 1).

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bof.config import STRIDE
 from bof.errors import ConfigError
 from bof.tricks.random import generator_for, randint
-
-STRIDE = 32
 
 
 def shape_range(low: int, high: int, step: int = STRIDE) -> tuple[int, ...]:

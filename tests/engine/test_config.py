@@ -7,6 +7,7 @@ import re
 import pytest
 
 from bof.config import TrainConfig, load_config, to_dict
+from bof.engine.build import detection_mixup
 from bof.engine.pretrain import PretrainConfig
 from bof.errors import ConfigError
 
@@ -22,7 +23,7 @@ def test_defaults_and_overrides(tmp_path):
     config = load_config(path, ["optim.lr=0.01", "tricks.label_smoothing=true", "model.width=0.5"])
     assert config.seed == 3 and config.optim.epochs == 5 and config.optim.step_epochs == (3.0, 4.0)
     assert config.optim.lr == 0.01 and config.tricks.label_smoothing is True and config.model.width == 0.5
-    assert config.tricks.mixup.build().mode == "beta"
+    assert config.tricks.mixup.mode == "beta" and detection_mixup(config.tricks.mixup).alpha == 1.5
     assert load_config(None) == TrainConfig()
     assert to_dict(config)["optim"]["step_epochs"] == [3.0, 4.0]
 

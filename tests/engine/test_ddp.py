@@ -16,8 +16,7 @@ from bof.engine.build import open_split
 from bof.engine.checkpoint import load_checkpoint
 from bof.engine.distributed import Context
 from bof.engine.predict import load_model, predict
-from bof.evaluation import evaluate_voc_predictions
-from bof.evaluation.api import coco_ground_truth, coco_results
+from bof.evaluation.api import coco_ground_truth, coco_results, evaluate_voc_predictions
 from bof.models import build_detector
 
 

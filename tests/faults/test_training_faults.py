@@ -86,7 +86,7 @@ def test_diverged_weights_are_reported_at_validation(tiny_synth):
     learning rate) is caught when its detections are evaluated."""
     import pytest
 
-    from bof.data import VOCDetection
+    from bof.data.voc import VOCDetection
     from bof.engine.distributed import Context
     from bof.engine.predict import predict
     from bof.errors import BofError

@@ -10,7 +10,7 @@ import torch
 
 from bof.cli import main
 from bof.config import load_config
-from bof.data import VOCDetection
+from bof.data.voc import VOCDetection
 from bof.errors import ConfigError
 from bof.models import build_detector
 from bof.models.anchors import box_shapes, kmeans_anchors, shape_iou

@@ -178,3 +178,19 @@ def test_eval_returns_zero_based_labels():
     detections = model([torch.rand(3, 90, 110)])[0]
     assert set(detections) == {"boxes", "scores", "labels"}
     assert (detections["labels"] >= 0).all() and (detections["labels"] < 3).all()
+
+
+def test_the_box_classifier_loss_is_the_smoothed_cross_entropy_kernel():
+    """The classifier term is bof.tricks.label_smoothing.smoothed_cross_entropy with the boxes'
+    mixup weights: the tested kernel is the one that runs."""
+    from bof.tricks.label_smoothing import smoothed_cross_entropy
+
+    heads = small_model(label_smoothing=0.1).detector.roi_heads
+    generator = torch.Generator().manual_seed(0)
+    logits, boxes = torch.randn(8, 4, generator=generator), torch.randn(8, 16, generator=generator)
+    labels, weights = torch.tensor([0, 1, 3, 0, 2, 2, 0, 3]), torch.rand(8, generator=generator)
+    losses = heads.box_loss(logits, boxes, weights, labels, torch.randn(8, 4, generator=generator))
+    assert heads.label_smoothing == 0.1
+    assert torch.equal(
+        losses["loss_classifier"], smoothed_cross_entropy(logits, labels, heads.label_smoothing, weights)
+    )

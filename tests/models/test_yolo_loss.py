@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from bof.models.yolo_loss import _assign, _gather_targets, decode, shape_iou, yolo_loss
 from bof.models.yolov3 import PAPER_ANCHORS, YOLOv3
@@ -327,10 +329,26 @@ def test_losses_and_gradients_are_those_of_the_per_image_loop():
         assert gradient_all - gradient_objectness == pytest.approx(others, abs=1e-6)
 
 
-def test_a_training_step_reads_nothing_back_from_the_device():
-    """On the `meta` device tensors have shapes but no values: any `.item()`, `nonzero`, `unique`
-    or boolean indexing (each a GPU->CPU sync on CUDA) raises there, and so does a tensor made on
-    the CPU beside the model's. YOLOv3's forward and backward with the loss run there whole."""
+class CPUTensorArguments(TorchDispatchMode):
+    """Records every operation that receives a CPU tensor (on a GPU: a blocking copy)."""
+
+    def __init__(self):
+        super().__init__()
+        self.operations: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        flat, _ = tree_flatten((args, kwargs or {}))
+        if any(isinstance(value, torch.Tensor) and value.device.type == "cpu" for value in flat):
+            self.operations.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_loss_neither_reads_back_from_the_device_nor_takes_cpu_tensors():
+    """YOLOv3's forward and backward with the loss (what the model adds to a training step; the
+    GradScaler's own check stays) on the `meta` device, where tensors have shapes but no values:
+    any `.item()`, `nonzero`, `unique` or boolean indexing (each a GPU->CPU sync on CUDA) raises
+    there. Meta silently accepts some CPU operands (a 0-d tensor, CPU indices: a blocking copy on
+    CUDA), so a dispatch mode records every operation given a CPU tensor: none is."""
     model = YOLOv3(NUM_CLASSES, width=0.125, depth=0.34, input_size=64).to("meta").train()
     images = torch.rand(2, 3, 64, 64, device="meta")
     targets = [
@@ -342,7 +360,28 @@ def test_a_training_step_reads_nothing_back_from_the_device():
         {"boxes": torch.rand(0, 4, device="meta"), "labels": torch.zeros(0, dtype=torch.long, device="meta")},
     ]
     model.label_smoothing = 0.01
-    losses = model(images, targets)
-    sum(losses.values()).backward()
+    with CPUTensorArguments() as recorder:
+        torch.ones(2, device="meta") + torch.tensor(1.0)  # what the recorder is for: meta lets it pass
+        assert "aten.add.Tensor" in recorder.operations
+        recorder.operations.clear()
+        losses = model(images, targets)
+        sum(losses.values()).backward()
+    assert recorder.operations == []
     assert all(value.device.type == "meta" and value.shape == () for value in losses.values())
     assert all(p.grad is not None and p.grad.device.type == "meta" for p in model.heads.parameters())
+
+
+def test_an_overflow_outside_the_positives_stays_out_of_the_loss():
+    """Each box is looked up at every level and masked where it is no positive: an inf (float16
+    overflow under AMP) in the class or box channels of such a cell changes no term, no gradient."""
+    w, h = PAPER_ANCHORS[7]  # a level-2 box (stride 32): row 5, column 6 there, anchor 1
+    targets = [target(box_at(200, 170, w, h), labels=[1])]
+    clean = [p.detach().clone().requires_grad_() for p in zero_predictions(416)]
+    overflowed = [p.detach().clone() for p in clean]
+    overflowed[0][0, 1, [0, 3, 5, 6], 5, 6] = float("inf")  # the same cell of level 0, where it is no positive
+    overflowed = [p.requires_grad_() for p in overflowed]
+    expected, got = (yolo_loss(p, targets, ANCHORS, 416) for p in (clean, overflowed))
+    assert {k: v.item() for k, v in got.items()} == {k: v.item() for k, v in expected.items()}
+    sum(got.values()).backward()
+    sum(expected.values()).backward()
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(clean, overflowed, strict=True))

@@ -15,8 +15,9 @@ import pytest
 from conftest import make_devkit, write_jpeg
 
 from bof.cli import main
-from bof.data import CocoDetection, VOCDetection
+from bof.data.coco import CocoDetection
 from bof.data.download import Archive, DownloadError, download, fetch, safe_extract
+from bof.data.voc import VOCDetection
 
 
 class Server(http.server.ThreadingHTTPServer):

@@ -301,8 +301,8 @@ def test_pipeline_gives_the_exact_kernels_output_up_to_rounding(tiny_synth, monk
     import bof.data.training as training
     import bof.tricks.photometric as photometric
     import bof.tricks.ssd_crop as ssd_crop
-    from bof.data import VOCDetection
     from bof.data.training import SampleKey, TrainingSet
+    from bof.data.voc import VOCDetection
     from bof.tricks.mixup import DetectionMixup
 
     dataset = VOCDetection(tiny_synth / "VOCdevkit", [("2007", "trainval")])

@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import make_devkit
 
-from bof.data import VOCDetection, collate_detection
+from bof.data.detection import collate_detection
 from bof.data.training import SampleKey, TrainingSet
+from bof.data.voc import VOCDetection
 from bof.errors import ConfigError
 from bof.tricks.mixup import ClassificationMixup, DetectionMixup, mix_classification, mix_detection
 from bof.tricks.random import generator_for

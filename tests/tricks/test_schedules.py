@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from bof.errors import ConfigError
-from bof.tricks.lr_schedule import build_scheduler, lr_at, parameter_groups
+from bof.tricks.lr_schedule import build_scheduler, lr_at
 from bof.tricks.random_shapes import shape_at, shape_range
+from bof.tricks.weight_decay import parameter_groups
 
 SCHEDULE = {"base_lr": 0.1, "iters_per_epoch": 10, "epochs": 20, "warmup_epochs": 2}
 

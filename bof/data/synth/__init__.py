@@ -10,17 +10,6 @@ dataset that the same loaders, evaluators and pipeline consume unchanged::
     <out>/synth.json                                             (settings, seed, counts, versions)
 
 Every image is a pure function of (seed, index), so the same seed gives byte-identical
-files whatever the number of worker processes.
+files whatever the number of worker processes. ``bof.data.synth.config.SynthConfig`` holds the
+settings, ``bof.data.synth.writer.generate`` writes the dataset.
 """
-
-from bof.lazy import lazy_exports
-
-_EXPORTS = {
-    "SynthConfig": "bof.data.synth.config",
-    "generate": "bof.data.synth.writer",
-    "split_ids": "bof.data.synth.writer",
-    "SPLITS": "bof.data.synth.writer",
-}
-__all__ = sorted(_EXPORTS)
-
-__getattr__ = lazy_exports("bof.data.synth", _EXPORTS)
