@@ -87,6 +87,10 @@ def _pick_room(dataset: DetectionDataset, baseline: torch.nn.Module, *, candidat
 
 
 def elephant(models: list[str], *, positions: int = POSITIONS) -> dict:
+    """Figure 5's data, "the elephant in the room" (§3.1): an object of a class absent from a test
+    image slides across it in ``positions`` steps, and the baseline's and the mixup-trained
+    model's (``models``) detections are recorded at each, with the scores left to the image's own
+    objects."""
     (baseline, config, classes), (mixup, _, _) = (load_model(path) for path in models)
     dataset = open_split(config.data, "val")
     image, target = dataset[room := _pick_room(dataset, baseline)]

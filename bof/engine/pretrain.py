@@ -18,6 +18,7 @@ exactly for a given number of workers.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from bof.engine import distributed
 from bof.engine.checkpoint import RunCheckpoints, restore_rng, rng_states, save_checkpoint
 from bof.engine.lock import hold_run_folder
 from bof.engine.provenance import environment
+from bof.engine.train import keep_log_until
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json
 from bof.models import backbone_weights, classifier
@@ -200,6 +202,9 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
             scaler.load_state_dict(saved["scaler"])
         restore_rng(saved, context)  # the crops of `workers: 0` draw from it
         state = saved["state"]
+    log_path = out / "train_log.jsonl"  # one record an epoch: what `bof status` reads (no torch)
+    if context.is_main:
+        keep_log_until(log_path, state["iteration"])
     wall_started = time.time()
     for epoch in range(state["epoch"], config.epochs):
         sampler = (
@@ -253,6 +258,8 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
         state["epoch"] = epoch + 1
         rng = rng_states(context)  # every rank's, gathered by all of them
         if context.is_main:
+            with open(log_path, "a") as stream:  # before the checkpoint: a resume drops records past it
+                stream.write(json.dumps({"iteration": state["iteration"], **state["top1"][-1]}) + "\n")
             checkpoints.save(
                 {
                     "config": to_dict(config),

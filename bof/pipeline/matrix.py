@@ -626,6 +626,11 @@ def report_figures(preset: Preset) -> list[str]:
     return names
 
 
+def figure_examples(preset: Preset) -> int:
+    """Test images shown in Figure 7 (``figures.examples``, 4 by default)."""
+    return int(preset.raw.get("figures", {}).get("examples", 4))
+
+
 def figure_models(preset: Preset, figure: str) -> list[str]:
     """model.pt of the runs a model-based figure compares (first seed)."""
     return [
@@ -815,6 +820,21 @@ def training_resources(preset: Preset, detector: str) -> JobResources:
 def pretraining_resources(preset: Preset, backbone: str) -> JobResources:
     spec = preset.raw["pretrain"].get(backbone, {})
     return _resources(preset, spec, int(spec.get("workers", 4)), f"pretrain.{backbone}")
+
+
+def job_resource(preset: Preset, kind: str, name: str, *, per_attempt: bool = False):
+    """A rule's ``name`` resource (a field of `JobResources`) for its job, as the callable Snakemake
+    takes: ``kind`` "train" reads the {detector} wildcard, "pretrain" the {backbone}; with
+    ``per_attempt`` a retry asks for the first attempt's amount times the attempt."""
+    resources_of = training_resources if kind == "train" else pretraining_resources
+    wildcard = "detector" if kind == "train" else "backbone"
+
+    def amount(wildcards) -> int:
+        return getattr(resources_of(preset, getattr(wildcards, wildcard)), name)
+
+    if per_attempt:
+        return lambda wildcards, attempt: attempt * amount(wildcards)
+    return amount
 
 
 def launcher(gpu_count: int = 0) -> str:

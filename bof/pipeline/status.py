@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bof.io import read_json
-from bof.pipeline.matrix import Preset, jobs, pretrain_dir, pretrain_jobs, run_dir, train_config
+from bof.pipeline.matrix import Preset, jobs, pretrain_config, pretrain_dir, pretrain_jobs, run_dir, train_config
 
 RUNNING_WITHIN_SECONDS = 600  # a run folder touched this recently is running, older is interrupted
 
@@ -63,22 +63,17 @@ def _pretrain_state(folder: Path, epochs: int, now: float) -> tuple[str, float, 
     if (folder / "backbone.pt").exists():
         run = folder / "run.json"
         return "done", 1.0, float(read_json(run)["wall_seconds"]) if run.exists() else None
-    checkpoint = folder / "checkpoint.pt"
     if not folder.exists() or not any(folder.iterdir()):
         return "waiting", 0.0, None
     recent = now - max(p.stat().st_mtime for p in folder.iterdir()) < RUNNING_WITHIN_SECONDS
-    fraction = 0.0
-    if checkpoint.exists():
-        from bof.engine.checkpoint import load_checkpoint
-
-        fraction = load_checkpoint(checkpoint)["state"]["epoch"] / epochs
+    log = folder / "train_log.jsonl"  # a record an epoch, each once its checkpoint holds it
+    records = log_records(log) if log.exists() else []
+    fraction = records[-1]["epoch"] / epochs if records else 0.0
     started = min(p.stat().st_mtime for p in folder.iterdir())
     return ("running" if recent else "interrupted"), fraction, now - started
 
 
 def pipeline_status(preset: Preset, *, now: float | None = None) -> list[JobState]:
-    from bof.pipeline.matrix import pretrain_config
-
     now = time.time() if now is None else now
     states = []
     for backbone, pretraining in pretrain_jobs(preset):

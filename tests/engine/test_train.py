@@ -270,6 +270,9 @@ def test_pretrain_then_detector_loads_the_backbone(tiny_synth, tiny_config, tmp_
     assert main(args) == 0
     backbone = load_checkpoint(out / "backbone.pt")
     assert backbone["format"] == "bof-backbone-1" and backbone["mixup"] is True and 0 <= backbone["top1"] <= 1
+    # a record an epoch, what `bof status` reads without loading torch
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in log] == [1, 2] and log[-1]["top1"] == backbone["top1"]
     _, config = tiny_config("yolov3", ("optim.epochs=1", f"model.pretrained={out / 'backbone.pt'}"))
     from bof.models import build_detector
 

@@ -110,3 +110,6 @@ def test_an_interrupted_pretraining_resumes_to_the_same_backbone(tiny_synth, tmp
     torch.manual_seed(12345)
     pretrain(config, tmp_path / "interrupted", progress=False)
     assert same_weights(tmp_path / "reference" / "backbone.pt", tmp_path / "interrupted" / "backbone.pt")
+    # each epoch's record once: the one written before the interrupted save was kept by its checkpoint
+    logs = [(tmp_path / run / "train_log.jsonl").read_text() for run in ("reference", "interrupted")]
+    assert logs[0] == logs[1] and len(logs[0].splitlines()) == 3

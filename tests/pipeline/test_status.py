@@ -75,8 +75,6 @@ def test_an_old_unfinished_run_is_interrupted_and_the_cli_prints(tmp_path, capsy
 def test_no_minutes_for_work_whose_pace_was_never_measured(tmp_path):
     """The issue's moment: one pretraining done, the other halfway, no training started. The pretrainings
     have a pace, the detectors none: "roughly 2 min left" there was a guess for ~100 min of trainings."""
-    from bof.engine.checkpoint import save_checkpoint
-
     path, preset = smoke_preset(tmp_path)
     raw = yaml.safe_load(path.read_text())
     for settings in raw["pretrain"].values():
@@ -90,9 +88,11 @@ def test_no_minutes_for_work_whose_pace_was_never_measured(tmp_path):
     (folder / "run.json").write_text(json.dumps({"wall_seconds": 30.0}))
     for backbone, mixup in running:
         folder = Path(matrix.pretrain_dir(preset, backbone, mixup))
-        save_checkpoint({"state": {"epoch": 2}}, folder / "checkpoint.pt")
+        folder.mkdir(parents=True)  # two of four epochs done: their records in the log
+        (folder / "train_log.jsonl").write_text("".join(json.dumps({"epoch": e, "top1": 0.5}) + "\n" for e in (1, 2)))
     states = pipeline_status(preset)
     assert {s.state for s in states if s.kind == "pretrain"} == {"done", "running"}
+    assert [s.fraction for s in states if s.kind == "pretrain" and s.state == "running"] == [0.5] * len(running)
     detectors = sorted({j.detector for j in matrix.jobs(preset)})
     assert all(s.state == "waiting" for s in states if s.kind != "pretrain") and len(detectors) > 1
     assert estimate_seconds_left(states, cores=2) is None

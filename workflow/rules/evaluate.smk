@@ -58,7 +58,7 @@ rule figure_data:
         figure="figure1|figure5|figure7",
     threads: 2
     params:
-        examples=PRESET.raw.get("figures", {}).get("examples", 4),
+        examples=matrix.figure_examples(PRESET),
     shell:
         "OMP_NUM_THREADS={threads} {BOF} figure-data {wildcards.figure} --models {input:q} --count {params.examples} --out {output:q} > {log:q} 2>&1"
 

@@ -10,23 +10,15 @@ rule pretrain:
     wildcard_constraints:
         backbone="darknet53|resnet50|resnet101|small_resnet",
         variant="plain|mixup|plain-long",
-    threads: lambda wildcards: matrix.pretraining_resources(PRESET, wildcards.backbone).cpus
+    threads: matrix.job_resource(PRESET, "pretrain", "cpus")
     resources:
-        gpu=lambda wildcards: matrix.pretraining_resources(
-            PRESET, wildcards.backbone
-        ).gpus,
+        gpu=matrix.job_resource(PRESET, "pretrain", "gpus"),
         nodes=1,
-        cpus_per_task=lambda wildcards: matrix.pretraining_resources(
-            PRESET, wildcards.backbone
-        ).cpus,
-        mem_mb=lambda wildcards, attempt: attempt
-        * matrix.pretraining_resources(PRESET, wildcards.backbone).mem_mb,
-        runtime=lambda wildcards, attempt: attempt
-        * matrix.pretraining_resources(PRESET, wildcards.backbone).runtime,
+        cpus_per_task=matrix.job_resource(PRESET, "pretrain", "cpus"),
+        mem_mb=matrix.job_resource(PRESET, "pretrain", "mem_mb", per_attempt=True),
+        runtime=matrix.job_resource(PRESET, "pretrain", "runtime", per_attempt=True),
     params:
-        omp=lambda wildcards: matrix.pretraining_resources(
-            PRESET, wildcards.backbone
-        ).threads_per_process,
+        omp=matrix.job_resource(PRESET, "pretrain", "threads_per_process"),
         config=lambda wildcards: matrix.pretrain_config_json(
             PRESET, wildcards.backbone, wildcards.variant
         ),

@@ -18,26 +18,20 @@ rule train:
         detector="[a-z0-9_]+",
         combo="[A-Za-z0-9_.-]+",
         seed="[0-9]+",
-    threads: lambda wildcards: matrix.training_resources(PRESET, wildcards.detector).cpus
+    threads: matrix.job_resource(PRESET, "train", "cpus")
     resources:
-        gpu=lambda wildcards: matrix.training_resources(PRESET, wildcards.detector).gpus,
+        gpu=matrix.job_resource(PRESET, "train", "gpus"),
         nodes=1,
-        cpus_per_task=lambda wildcards: matrix.training_resources(
-            PRESET, wildcards.detector
-        ).cpus,
-        mem_mb=lambda wildcards, attempt: attempt
-        * matrix.training_resources(PRESET, wildcards.detector).mem_mb,
-        runtime=lambda wildcards, attempt: attempt
-        * matrix.training_resources(PRESET, wildcards.detector).runtime,
+        cpus_per_task=matrix.job_resource(PRESET, "train", "cpus"),
+        mem_mb=matrix.job_resource(PRESET, "train", "mem_mb", per_attempt=True),
+        runtime=matrix.job_resource(PRESET, "train", "runtime", per_attempt=True),
     params:
         config=lambda wildcards: matrix.train_config_json(
             PRESET, matrix.Job.of(wildcards)
         ),
         out=lambda wildcards, output: os.path.dirname(output.model),
         launcher=lambda wildcards, resources: matrix.launcher(resources.gpu),
-        omp=lambda wildcards: matrix.training_resources(
-            PRESET, wildcards.detector
-        ).threads_per_process,
+        omp=matrix.job_resource(PRESET, "train", "threads_per_process"),
     shell:
         "OMP_NUM_THREADS={params.omp} {params.launcher} train --config-json {params.config:q} --out {params.out:q} --quiet {RESTART} > {log:q} 2>&1"
 
