@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 from slurm_cluster import missing, slurm_cluster
 
-from bof.config import load_config
+from bof.config import PretrainConfig, load_config
 from bof.data.synth.config import SynthConfig
 from bof.data.synth.writer import generate
 from bof.data.voc import format_voc_xml
@@ -96,6 +96,14 @@ def tiny_config(tiny_synth, tmp_path):
         return path, load_config(path, list(overrides))
 
     return make
+
+
+def tiny_pretraining(synth_root: Path, **overrides) -> PretrainConfig:
+    """Two epochs of a narrow small ResNet on the tiny set's classification images, in this
+    process (``workers`` 0), without warmup: a pretraining that runs in seconds."""
+    settings = {"data": str(synth_root / "classification"), "backbone": "small_resnet", "width": 0.125}
+    settings.update(image_size=32, epochs=2, batch_size=4, warmup_epochs=0, workers=0)
+    return PretrainConfig(**{**settings, **overrides})
 
 
 @pytest.fixture(scope="session")

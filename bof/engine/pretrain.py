@@ -19,7 +19,6 @@ exactly for a given number of workers.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -31,8 +30,8 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from bof.config import PretrainConfig, to_dict
-from bof.engine import distributed
-from bof.engine.checkpoint import RunCheckpoints, restore_rng, rng_states, save_checkpoint
+from bof.engine import distributed, loop
+from bof.engine.checkpoint import RunCheckpoints, rng_states, save_checkpoint
 from bof.engine.lock import hold_run_folder
 from bof.engine.provenance import environment
 from bof.engine.train import keep_log_until
@@ -109,16 +108,6 @@ def image_folders(config: PretrainConfig) -> tuple[datasets.ImageFolder, dataset
     return train_set, val_set
 
 
-def check_finite(losses: list[torch.Tensor], first_iteration: int, epoch: int, checkpoint: Path) -> None:
-    """Raise at the first non-finite of the losses of the iterations from ``first_iteration`` on."""
-    for step, value in enumerate(torch.stack(losses).tolist() if losses else []):
-        if not math.isfinite(value):
-            raise BofError(
-                f"pretrain iteration {first_iteration + step} (epoch {epoch + 1}): loss is {value}; "
-                f"stopped, last checkpoint: {checkpoint}"
-            )
-
-
 def no_mixup(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
     return images, targets
 
@@ -143,145 +132,139 @@ def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True, 
     context = distributed.setup(config.device)
     try:
         with hold_run_folder(out, "bof pretrain", context):
-            return _pretrain(config, Path(out), context, progress, restart)
+            return Pretrainer(config, Path(out), context, progress=progress).fit(restart=restart)
     finally:
         distributed.teardown()
 
 
-def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, progress: bool, restart: bool) -> dict:
-    torch.manual_seed(config.seed)
-    train_set, val_set = image_folders(config)
-    num_classes = len(train_set.classes)
-    model = classifier(config.backbone, num_classes, width=config.width, depth=config.depth).to(context.device)
-    if context.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    network = DistributedDataParallel(model) if context.distributed else model
-    per_rank = config.batch_size // context.world_size
-    iters_per_epoch = len(train_set) // config.batch_size
-    if iters_per_epoch < 1 or per_rank < 1:
-        raise ConfigError(
-            f"pretrain.batch_size {config.batch_size} does not fit {len(train_set)} images on {context.world_size} processes"
-        )
-    optimizer = torch.optim.SGD(
-        parameter_groups(model, config.weight_decay, decay_norm_and_bias=config.decay_norm_and_bias),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=True,
-    )
-    scheduler = build_scheduler(
-        optimizer,
-        iters_per_epoch=iters_per_epoch,
-        epochs=config.epochs,
-        warmup_epochs=config.warmup_epochs,
-        mode="cosine",
-    )
-    use_amp = config.amp and context.device.type == "cuda"
-    scaler = torch.amp.GradScaler(context.device.type, enabled=use_amp)
-    mix = ClassificationMixup(config.mixup_alpha) if config.mixup else no_mixup
-    val_loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(val_set, range(context.rank, len(val_set), context.world_size)),
-        batch_size=per_rank,
-        num_workers=config.workers,
-        generator=torch.Generator(),  # validating draws nothing from the global generator (the crops')
-        pin_memory=context.device.type == "cuda",
-    )
-    state = {"epoch": 0, "iteration": 0, "top1": [], "train_seconds": 0.0, "images_seen": 0}
-    checkpoints = RunCheckpoints(out, context)
-    checkpoint_path = checkpoints.latest
-    if restart:  # set aside unread: a damaged checkpoint cannot block a restart
-        checkpoints.start_over("--restart")
-    saved = checkpoints.load()
-    if saved is not None and saved.get("config") != to_dict(config):
-        checkpoints.start_over("it holds a run of another config")
-        saved = None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if saved["scaler"]:  # empty when written without AMP (on a CPU): a GPU resume starts a fresh scale
-            scaler.load_state_dict(saved["scaler"])
-        restore_rng(saved, context)  # the crops of `workers: 0` draw from it
-        state = saved["state"]
-    log_path = out / "train_log.jsonl"  # one record an epoch: what `bof status` reads (no torch)
-    if context.is_main:
-        keep_log_until(log_path, state["iteration"])
-    wall_started = time.time()
-    for epoch in range(state["epoch"], config.epochs):
-        sampler = (
-            torch.utils.data.DistributedSampler(train_set, shuffle=True, seed=config.seed, drop_last=True)
-            if context.distributed
-            else torch.utils.data.RandomSampler(
-                train_set, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+class Pretrainer:
+    """Holds what one pretraining needs; ``fit()`` runs the remaining epochs (the detector's
+    `Trainer` has the same shape, and both share bof.engine.loop)."""
+
+    def __init__(self, config: PretrainConfig, out: Path, context: distributed.Context, *, progress: bool = True):
+        self.config, self.out, self.context, self.show_progress = config, out, context, progress
+        torch.manual_seed(config.seed)
+        self.train_set, self.val_set = image_folders(config)
+        self.num_classes = len(self.train_set.classes)
+        model = classifier(config.backbone, self.num_classes, width=config.width, depth=config.depth)
+        self.model = model.to(context.device)
+        if context.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.network = DistributedDataParallel(self.model) if context.distributed else self.model
+        self.per_rank = config.batch_size // context.world_size
+        iters_per_epoch = len(self.train_set) // config.batch_size
+        if iters_per_epoch < 1 or self.per_rank < 1:
+            raise ConfigError(
+                f"pretrain.batch_size {config.batch_size} does not fit {len(self.train_set)} images on {context.world_size} processes"
             )
+        groups = parameter_groups(self.model, config.weight_decay, decay_norm_and_bias=config.decay_norm_and_bias)
+        self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            iters_per_epoch=iters_per_epoch,
+            epochs=config.epochs,
+            warmup_epochs=config.warmup_epochs,
+            mode="cosine",
         )
-        if context.distributed:
-            sampler.set_epoch(epoch)
+        self.use_amp = config.amp and context.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(context.device.type, enabled=self.use_amp)
+        self.mix = ClassificationMixup(config.mixup_alpha) if config.mixup else no_mixup
+        self.val_loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(self.val_set, range(context.rank, len(self.val_set), context.world_size)),
+            batch_size=self.per_rank,
+            num_workers=config.workers,
+            generator=torch.Generator(),  # validating draws nothing from the global generator (the crops')
+            pin_memory=context.device.type == "cuda",
+        )
+        self.state = {"epoch": 0, "iteration": 0, "top1": [], "train_seconds": 0.0, "images_seen": 0}
+        self.checkpoints = RunCheckpoints(out, context)
+        self.log_path = out / "train_log.jsonl"  # one record an epoch: what `bof status` reads (no torch)
+
+    def resume(self, *, restart: bool) -> None:
+        """Continue from the folder's newest intact checkpoint, unless ``restart`` (set aside unread:
+        a damaged checkpoint cannot block it) or it holds another config (set aside)."""
+        if restart:
+            self.checkpoints.start_over("--restart", with_them=(self.log_path,))
+        saved = self.checkpoints.load()
+        if saved is not None:
+            saved = loop.current_format(saved, "pretrain", self.checkpoints.latest)
+            if saved["config"] != to_dict(self.config):
+                self.checkpoints.start_over("it holds a run of another config", with_them=(self.log_path,))
+                saved = None
+        if saved is not None:  # the random state too: the crops of `workers: 0` draw from it
+            loop.restore(saved, self)
+            self.state = saved["progress"]
+        if self.context.is_main:
+            keep_log_until(self.log_path, self.state["iteration"])
+
+    def train_epoch(self, epoch: int) -> None:
+        config, context, state = self.config, self.context, self.state
         loader = torch.utils.data.DataLoader(
-            train_set,
-            batch_size=per_rank,
-            sampler=sampler,
+            self.train_set,
+            batch_size=self.per_rank,
+            sampler=loop.epoch_sampler(self.train_set, context, config.seed, epoch),
             num_workers=config.workers,
             drop_last=True,
             generator=torch.Generator().manual_seed(config.seed * 7919 + epoch),
             pin_memory=context.device.type == "cuda",
         )
-        network.train()
+        self.network.train()
         started = time.perf_counter()
-        losses, first = [], state["iteration"]  # read back every CHECK_EVERY steps, not every step (a sync)
-        for images, labels in tqdm(
+        last = f"{self.checkpoints.latest} (after epoch {state['epoch']})" if state["epoch"] else "none yet"
+        losses = loop.LossReader(epoch, last, each_step=not self.scaler.is_enabled())
+        bar = tqdm(
             loader,
             desc=f"pretrain {epoch + 1}/{config.epochs}",
-            disable=not (progress and context.is_main),
+            disable=not (self.show_progress and context.is_main),
             leave=False,
-        ):
+        )
+        for images, labels in bar:
             images, labels = to_device(images, context.device), labels.to(context.device, non_blocking=True)
-            targets = F.one_hot(labels, num_classes).float()
-            images, targets = mix(images, targets, generator_for(config.seed, epoch, state["iteration"], context.rank))
-            with torch.autocast(context.device.type, dtype=torch.float16, enabled=use_amp):
-                loss = F.cross_entropy(network(images), targets, label_smoothing=config.label_smoothing)
-            losses.append(loss.detach().float())
-            if not scaler.is_enabled():  # no GradScaler to skip a non-finite step: check it now
-                check_finite(losses[-1:], state["iteration"], epoch, checkpoint_path)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            targets = F.one_hot(labels, self.num_classes).float()
+            generator = generator_for(config.seed, epoch, state["iteration"], context.rank)
+            images, targets = self.mix(images, targets, generator)
+            with torch.autocast(context.device.type, dtype=torch.float16, enabled=self.use_amp):
+                loss = F.cross_entropy(self.network(images), targets, label_smoothing=config.label_smoothing)
+            losses.add(state["iteration"], {"loss": loss})
+            loop.optimizer_step(loss, self.optimizer, self.scheduler, self.scaler)
             state["iteration"] += 1
             state["images_seen"] += len(images) * context.world_size
             if len(losses) == CHECK_EVERY:
-                check_finite(losses, first, epoch, checkpoint_path)
-                losses, first = [], state["iteration"]
-        check_finite(losses, first, epoch, checkpoint_path)  # before the epoch's checkpoint
+                losses.read()
+        losses.read()  # before the epoch's checkpoint
         state["train_seconds"] += time.perf_counter() - started
-        state["top1"].append({"epoch": epoch + 1, "top1": accuracy(model, val_loader, context)})
-        state["epoch"] = epoch + 1
-        rng = rng_states(context)  # every rank's, gathered by all of them
-        if context.is_main:
-            with open(log_path, "a") as stream:  # before the checkpoint: a resume drops records past it
-                stream.write(json.dumps({"iteration": state["iteration"], **state["top1"][-1]}) + "\n")
-            checkpoints.save(
-                {
-                    "config": to_dict(config),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng,
-                    "state": state,
-                }
-            )
-        distributed.barrier(context)
-    top1 = state["top1"][-1]["top1"]
-    if context.is_main:
+
+    def save(self) -> None:
+        rng = rng_states(self.context)  # every rank's, gathered by all of them
+        if self.context.is_main:
+            with open(self.log_path, "a") as stream:  # before the checkpoint: a resume drops records past it
+                stream.write(json.dumps({"iteration": self.state["iteration"], **self.state["top1"][-1]}) + "\n")
+            self.checkpoints.save(loop.checkpoint("pretrain", self, rng, self.state))
+
+    def fit(self, *, restart: bool = False) -> dict:
+        self.resume(restart=restart)
+        wall_started = time.time()
+        for epoch in range(self.state["epoch"], self.config.epochs):
+            self.train_epoch(epoch)
+            self.state["top1"].append({"epoch": epoch + 1, "top1": accuracy(self.model, self.val_loader, self.context)})
+            self.state["epoch"] = epoch + 1
+            self.save()
+            distributed.barrier(self.context)
+        if self.context.is_main:
+            self.finish(time.time() - wall_started)
+        return {"top1": self.state["top1"][-1]["top1"], "curve": self.state["top1"]}
+
+    def finish(self, wall_seconds: float) -> None:
+        config, state, out = self.config, self.state, self.out
+        top1 = state["top1"][-1]["top1"]
         save_checkpoint(
             {
                 "format": BACKBONE_FORMAT,
                 "backbone": config.backbone,
                 "width": config.width,
                 "depth": config.depth,
-                "weights": backbone_weights(model),
-                "classes": train_set.classes,
+                "weights": backbone_weights(self.model),
+                "classes": self.train_set.classes,
                 "mixup": config.mixup,
                 "top1": top1,
                 "config": to_dict(config),
@@ -292,17 +275,10 @@ def _pretrain(config: PretrainConfig, out: Path, context: distributed.Context, p
         atomic_write_json(
             out / "run.json",
             {
-                "config": to_dict(config),
-                "seed": config.seed,
-                "train_images": len(train_set),
-                "val_images": len(val_set),
-                "world_size": context.world_size,
-                "process_group": torch.distributed.get_backend() if context.distributed else None,
-                "ddp": isinstance(network, DistributedDataParallel),
-                "wall_seconds": time.time() - wall_started,
-                "images_per_second": state["images_seen"] / state["train_seconds"] if state["train_seconds"] else None,
+                **loop.run_record(to_dict(config), config.seed, self.context, self.network, wall_seconds, state),
+                "train_images": len(self.train_set),
+                "val_images": len(self.val_set),
                 "top1": top1,
-                **environment(context.device),
+                **environment(self.context.device),
             },
         )
-    return {"top1": top1, "curve": state["top1"]}

@@ -23,7 +23,6 @@ generation before when the latest is damaged). One process writes a run folder a
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,25 +36,20 @@ from tqdm import tqdm
 from bof.config import TrainConfig, to_dict
 from bof.data.detection import collate_detection
 from bof.data.training import KeyedBatchSampler
-from bof.engine import distributed
+from bof.engine import distributed, loop
 from bof.engine.build import open_split, size_schedule, training_set
-from bof.engine.checkpoint import RunCheckpoints, load_checkpoint, restore_rng, rng_states, save_checkpoint
+from bof.engine.checkpoint import RunCheckpoints, load_checkpoint, rng_states, save_checkpoint
 from bof.engine.lock import hold_run_folder
 from bof.engine.predict import MODEL_FORMAT, evaluate_model, write_results
 from bof.engine.provenance import environment
-from bof.errors import BofError, ConfigError
+from bof.errors import ConfigError
 from bof.io import atomic_write_json, atomic_write_text, sha256
 from bof.models import build_detector
 from bof.tricks.lr_schedule import build_scheduler
 from bof.tricks.sync_bn import convert_batchnorm, plain_batchnorm
 from bof.tricks.weight_decay import parameter_groups
 
-CHECKPOINT_FORMAT = "bof-train-checkpoint-1"
 RUN_ONLY_KEYS = ("workers", "log_every", "device")  # may change between a run and its resume
-
-
-class NonFiniteLossError(BofError):
-    """A loss term became NaN or infinite; training stops, the last checkpoint stays."""
 
 
 @dataclass
@@ -80,24 +74,6 @@ def move(images, targets, device: torch.device) -> tuple[list[torch.Tensor], lis
         for t in targets
     ]
     return images, targets
-
-
-def check_finite(
-    names: list[str], values: torch.Tensor, first_iteration: int, epoch: int, checkpoint: Path, saved_epoch: int
-) -> list[list[float]]:
-    """The loss terms ``values`` [steps, terms] of the iterations from ``first_iteration`` on, read
-    back in one sync; raises at the first non-finite one."""
-    rows = values.tolist()
-    for step, row in enumerate(rows):
-        bad = {name: value for name, value in zip(names, row, strict=True) if not math.isfinite(value)}
-        if bad:
-            last = f"{checkpoint} (after epoch {saved_epoch})" if saved_epoch else "none yet"
-            raise NonFiniteLossError(
-                f"iteration {first_iteration + step} (epoch {epoch + 1}): loss term "
-                + ", ".join(f"'{name}' is {value}" for name, value in bad.items())
-                + f"; training stopped, last good checkpoint: {last}"
-            )
-    return rows
 
 
 def keep_log_until(path: Path, iteration: int) -> None:
@@ -193,8 +169,7 @@ class Trainer:
         saved = self.checkpoints.load()
         if saved is None:
             return False
-        if saved.get("format") != CHECKPOINT_FORMAT:
-            raise BofError(f"{self.checkpoint_path}: not a bof training checkpoint")
+        saved = loop.current_format(saved, "train", self.checkpoint_path)
         anchors = getattr(self.model, "anchors", None)
         reason = None
         if comparable(saved["config"]) != comparable(to_dict(self.config)):
@@ -207,12 +182,7 @@ class Trainer:
         if reason:
             self.checkpoints.start_over(reason, with_them=(self.log_path,))
             return False
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        if saved["scaler"]:  # empty when written without AMP (on a CPU): a GPU resume starts a fresh scale
-            self.scaler.load_state_dict(saved["scaler"])
-        restore_rng(saved, self.context)
+        loop.restore(saved, self)
         self.state = Progress(**saved["progress"])
         return True
 
@@ -220,37 +190,14 @@ class Trainer:
         rng = rng_states(self.context)  # every rank's, before the others return
         if not self.context.is_main:
             return
-        self.checkpoints.save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "config": to_dict(self.config),
-                "classes": self.classes,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "rng": rng,
-                "progress": vars(self.state),
-                "pretrained_sha256": self.pretrained_sha256,
-            }
-        )
+        progress = vars(self.state)
+        extra = {"classes": self.classes, "pretrained_sha256": self.pretrained_sha256}
+        self.checkpoints.save(loop.checkpoint("train", self, rng, progress, **extra))
 
     # --- the loop ---
 
     def loader(self, epoch: int) -> torch.utils.data.DataLoader:
-        if self.context.distributed:
-            sampler = torch.utils.data.DistributedSampler(
-                self.training_set,
-                num_replicas=self.context.world_size,
-                rank=self.context.rank,
-                shuffle=True,
-                seed=self.config.seed,
-                drop_last=True,
-            )
-            sampler.set_epoch(epoch)
-        else:
-            generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-            sampler = torch.utils.data.RandomSampler(self.training_set, generator=generator)
+        sampler = loop.epoch_sampler(self.training_set, self.context, self.config.seed, epoch)
         batches = KeyedBatchSampler(
             sampler,
             self.per_rank_batch,
@@ -279,38 +226,26 @@ class Trainer:
         mixup = self.config.tricks.mixup
         # GluonCV's Faster R-CNN halves the whole loss while it mixes (mix_ratio); 1 otherwise
         loss_scale = mixup.loss_scale if mixup.active(epoch, self.config.optim.epochs) else 1.0
-        started, window, window_start = time.perf_counter(), [], self.state.iteration
-        waiting = started
+        last = f"{self.checkpoint_path} (after epoch {self.state.epoch})" if self.state.epoch else "none yet"
+        losses = loop.LossReader(epoch, last, each_step=not self.scaler.is_enabled())
+        started = waiting = time.perf_counter()
         for images, targets in bar:
             self.state.data_seconds += time.perf_counter() - waiting
             images, targets = move(images, targets, self.context.device)
             with torch.autocast(self.context.device.type, dtype=torch.float16, enabled=self.use_amp):
-                losses = self.network(images, targets)
-            names = list(losses)
-            terms = torch.stack([value.detach().float() for value in losses.values()])
-            if not self.scaler.is_enabled():  # no GradScaler to skip a non-finite step: check it now
-                check_finite(names, terms[None], self.state.iteration, epoch, self.checkpoint_path, self.state.epoch)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(sum(losses.values()) * loss_scale).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+                terms = self.network(images, targets)
+            losses.add(self.state.iteration, terms)
+            loop.optimizer_step(sum(terms.values()) * loss_scale, self.optimizer, self.scheduler, self.scaler)
             self.state.iteration += 1
             self.state.images_seen += len(images) * self.context.world_size
-            window.append(terms)  # read back every log_every steps, not every step (a GPU sync)
-            if len(window) == self.config.run.log_every or self.state.iteration % self.iters_per_epoch == 0:
-                rows = check_finite(
-                    names, torch.stack(window), window_start, epoch, self.checkpoint_path, self.state.epoch
-                )
-                record = {
-                    name: sum(column) / len(rows) for name, column in zip(names, zip(*rows, strict=True), strict=True)
-                }
+            if len(losses) == self.config.run.log_every or self.state.iteration % self.iters_per_epoch == 0:
+                rows = losses.read()
+                record = {name: sum(row[name] for row in rows) / len(rows) for name in rows[0]}
                 record.update(iteration=self.state.iteration, epoch=epoch + 1, lr=self.optimizer.param_groups[0]["lr"])
                 bar.set_postfix(
                     loss=f"{sum(v for k, v in record.items() if k.startswith('loss')):.3f}", lr=f"{record['lr']:.2e}"
                 )
                 log(record)
-                window, window_start = [], self.state.iteration
             waiting = time.perf_counter()
         self.state.train_seconds += time.perf_counter() - started
 
@@ -391,29 +326,22 @@ class Trainer:
         split = self.config.data.val[0].split(":")[-1] if self.config.data.format == "voc" else "val"
         write_results(report["predictions"], self.val_data, out / "predictions", split=split)
         atomic_write_json(out / "metrics.json", metrics)
-        images_per_second = self.state.images_seen / self.state.train_seconds if self.state.train_seconds else None
+        common = loop.run_record(
+            to_dict(self.config), self.config.seed, self.context, self.network, wall_seconds, vars(self.state)
+        )
         atomic_write_json(
             out / "run.json",
             {
-                "config": to_dict(self.config),
-                "seed": self.config.seed,
+                **common,
                 "classes": self.classes,
                 "train_images": len(self.train_data),
                 "val_images": len(self.val_data),
                 "iterations": self.state.iteration,
-                "world_size": self.context.world_size,
-                # what the run's distributed path was: under torchrun (one process included) a
-                # process group, DDP and the configured BN conversion, as on 8 GPUs
-                "process_group": torch.distributed.get_backend() if self.context.distributed else None,
-                "ddp": isinstance(self.network, DistributedDataParallel),
                 "batchnorm_layers": sorted(
                     {type(m).__name__ for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
                 ),
                 "amp": self.use_amp,
-                "wall_seconds": wall_seconds,
-                "train_seconds": self.state.train_seconds,
-                "images_per_second": images_per_second,
-                # the share of training time spent waiting for data (the loss's float() syncs each step)
+                # the share of training time spent waiting for the data loader's next batch
                 "data_wait_share": self.state.data_seconds / self.state.train_seconds
                 if self.state.train_seconds
                 else None,

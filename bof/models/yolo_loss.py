@@ -82,59 +82,79 @@ def yolo_loss(
 
     loss_obj = loss_center = loss_scale = loss_class = torch.zeros((), device=device)
     for level, prediction in enumerate(predictions):
-        height, width = prediction.shape[-2:]
-        stride = input_size / height
         level_anchors = anchors[level * per_level : (level + 1) * per_level]
-        cells = batch * per_level * height * width
-        # one spare cell at the end: boxes of other levels and overridden boxes write there
-        obj_target = torch.zeros(cells + 1, device=device)
-        obj_weight = torch.ones(cells + 1, device=device)
-        if len(gt["boxes"]):
-            # each prediction against its own image's boxes (padding: IoU 0); one box_iou per
-            # image: on a CPU torchvision's batched form is 2x slower at 416 px, 30 boxes an image
-            with torch.no_grad():
-                decoded = decode(prediction.detach(), level_anchors, stride).reshape(batch, -1, 4)
-                best = [
-                    box_iou(decoded[b], gt["padded_boxes"][b]).masked_fill_(~gt["padded_valid"][b], 0.0).max(1).values
-                    for b in range(batch)
-                ]
-                obj_weight[:cells].masked_fill_(torch.cat(best) > ignore_iou, 0.0)
-
         mine = assigned["positive"] & (assigned["level"] == level)
-        # boxes of other levels point at some cell of this grid, and count with weight 0 there
-        row, column = assigned["row"].clamp(max=height - 1), assigned["column"].clamp(max=width - 1)
-        flat = ((gt["image"] * per_level + assigned["anchor"]) * height + row) * width + column
-        slot = torch.where(mine, flat, cells)
-        obj_target[slot] = 1.0
-        obj_weight[slot] = gt["weights"]
-        loss_obj = loss_obj + F.binary_cross_entropy_with_logits(
-            prediction[:, :, 4],
-            obj_target[:cells].view(batch, per_level, height, width),
-            weight=obj_weight[:cells].view(batch, per_level, height, width),
-            reduction="sum",
-        )
-        # the terms of this level's positives; the others' cells are masked out, not weighted by 0
-        # (an overflowed value there would make 0 * inf = NaN)
-        cell = prediction[gt["image"], assigned["anchor"], :, row, column]  # [N, 5 + K]
-        weight = gt["weights"]
-        box_weight = (weight * assigned["box_weight"])[:, None]
-        center = F.binary_cross_entropy_with_logits(
-            cell[:, :2], assigned["center"], weight=box_weight.expand(-1, 2), reduction="none"
-        )
-        scale = box_weight * (cell[:, 2:4] - assigned["scale"]).abs()
-        classes = F.binary_cross_entropy_with_logits(
-            cell[:, 5:], class_target, weight=weight[:, None].expand(-1, num_classes), reduction="none"
-        )
-        keep = mine[:, None]
-        loss_center = loss_center + torch.where(keep, center, 0.0).sum()
-        loss_scale = loss_scale + torch.where(keep, scale, 0.0).sum()
-        loss_class = loss_class + torch.where(keep, classes, 0.0).sum()
+        # boxes of other levels point at some cell of this grid, where they are masked out
+        row = assigned["row"].clamp(max=prediction.shape[-2] - 1)
+        column = assigned["column"].clamp(max=prediction.shape[-1] - 1)
+        cell = (assigned["anchor"], row, column)
+        loss_obj = loss_obj + _objectness(prediction, gt, mine, cell, level_anchors, input_size, ignore_iou)
+        values = prediction[gt["image"], assigned["anchor"], :, row, column]  # [N, 5 + K]
+        center, scale, classes = _positive_terms(values, gt["weights"], assigned, class_target, mine)
+        loss_center, loss_scale, loss_class = loss_center + center, loss_scale + scale, loss_class + classes
     return {
         "loss_objectness": loss_obj / batch,
         "loss_center": loss_center / batch,
         "loss_scale": loss_scale / batch,
         "loss_class": loss_class / batch,
     }
+
+
+def _objectness(
+    prediction: torch.Tensor,
+    gt: dict[str, torch.Tensor],
+    mine: torch.Tensor,
+    cell: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    anchors: torch.Tensor,
+    input_size: int,
+    ignore_iou: float,
+) -> torch.Tensor:
+    """One level's objectness BCE, summed: 1 at the positives ``mine`` (their (anchor, row,
+    column) ``cell``), 0 elsewhere but where a prediction already overlaps a box of its image by
+    more than ``ignore_iou``."""
+    batch, per_level, _, height, width = prediction.shape
+    cells = batch * per_level * height * width
+    # one spare cell at the end: boxes of other levels and overridden boxes write there
+    obj_target = torch.zeros(cells + 1, device=prediction.device)
+    obj_weight = torch.ones(cells + 1, device=prediction.device)
+    if len(gt["boxes"]):
+        # each prediction against its own image's boxes (padding: IoU 0); one box_iou per
+        # image: on a CPU torchvision's batched form is 2x slower at 416 px, 30 boxes an image
+        with torch.no_grad():
+            decoded = decode(prediction.detach(), anchors, input_size / height).reshape(batch, -1, 4)
+            best = [
+                box_iou(decoded[b], gt["padded_boxes"][b]).masked_fill_(~gt["padded_valid"][b], 0.0).max(1).values
+                for b in range(batch)
+            ]
+            obj_weight[:cells].masked_fill_(torch.cat(best) > ignore_iou, 0.0)
+    anchor, row, column = cell
+    slot = torch.where(mine, ((gt["image"] * per_level + anchor) * height + row) * width + column, cells)
+    obj_target[slot] = 1.0
+    obj_weight[slot] = gt["weights"]
+    return F.binary_cross_entropy_with_logits(
+        prediction[:, :, 4],
+        obj_target[:cells].view(batch, per_level, height, width),
+        weight=obj_weight[:cells].view(batch, per_level, height, width),
+        reduction="sum",
+    )
+
+
+def _positive_terms(
+    values: torch.Tensor, weight: torch.Tensor, assigned: dict[str, torch.Tensor], class_target: torch.Tensor, mine
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centre, scale and class terms, summed over the positives ``mine`` of every box's cell
+    ``values`` [N, 5 + K] at this level; the others are masked out, not weighted by 0 (an overflowed value
+    there would make 0 * inf = NaN)."""
+    box_weight = (weight * assigned["box_weight"])[:, None]
+    center = F.binary_cross_entropy_with_logits(
+        values[:, :2], assigned["center"], weight=box_weight.expand(-1, 2), reduction="none"
+    )
+    scale = box_weight * (values[:, 2:4] - assigned["scale"]).abs()
+    classes = F.binary_cross_entropy_with_logits(
+        values[:, 5:], class_target, weight=weight[:, None].expand_as(class_target), reduction="none"
+    )
+    keep = mine[:, None]
+    return tuple(torch.where(keep, term, 0.0).sum() for term in (center, scale, classes))
 
 
 def _gather_targets(targets: Sequence[dict], device) -> dict[str, torch.Tensor]:

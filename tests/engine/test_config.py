@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import tiny_pretraining
 
 from bof.config import TrainConfig, load_config, to_dict
 from bof.engine.build import detection_mixup
@@ -187,20 +188,9 @@ def test_pretraining_weights_are_those_of_the_per_image_float_pipeline(tiny_synt
     converted, lit and normalised its images in float32: |weights| summed, to the last digit."""
 
     from bof.engine.checkpoint import load_checkpoint
-    from bof.engine.pretrain import PretrainConfig, pretrain
+    from bof.engine.pretrain import pretrain
 
-    config = PretrainConfig(
-        data=str(tiny_synth / "classification"),
-        backbone="small_resnet",
-        width=0.125,
-        image_size=32,
-        epochs=2,
-        batch_size=4,
-        warmup_epochs=0,
-        workers=0,
-        mixup=True,
-    )
-    pretrain(config, tmp_path / "run", progress=False)
+    pretrain(tiny_pretraining(tiny_synth, mixup=True), tmp_path / "run", progress=False)
     weights = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
     total = sum(float(v.double().abs().sum()) for v in weights.values() if v.is_floating_point())
     assert total == pytest.approx(14635.09113183279, rel=1e-12)

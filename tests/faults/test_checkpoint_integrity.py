@@ -201,7 +201,7 @@ def test_pretrain_restart_sets_an_unreadable_checkpoint_aside_unread(tiny_synth,
         pretrain(config, out, progress=False)
     pretrain(config, out, progress=False, restart=True)
     assert len(list(out.glob("checkpoint.stale-*.pt"))) == 1
-    assert load_checkpoint(out / "checkpoint.pt")["state"]["epoch"] == 1
+    assert load_checkpoint(out / "checkpoint.pt")["progress"]["epoch"] == 1
     assert (out / "backbone.pt").exists()
 
 

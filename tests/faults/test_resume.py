@@ -106,7 +106,7 @@ def test_an_interrupted_pretraining_resumes_to_the_same_backbone(tiny_synth, tmp
     with pytest.raises(Interrupted):
         pretrain(config, tmp_path / "interrupted", progress=False)
     monkeypatch.setattr(pretrain_module.RunCheckpoints, "save", original)
-    assert load_checkpoint(tmp_path / "interrupted" / "checkpoint.pt")["state"]["epoch"] == 1
+    assert load_checkpoint(tmp_path / "interrupted" / "checkpoint.pt")["progress"]["epoch"] == 1
     torch.manual_seed(12345)
     pretrain(config, tmp_path / "interrupted", progress=False)
     assert same_weights(tmp_path / "reference" / "backbone.pt", tmp_path / "interrupted" / "backbone.pt")

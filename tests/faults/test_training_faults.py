@@ -14,7 +14,8 @@ import time
 import torch
 
 from bof.engine.checkpoint import load_checkpoint
-from bof.engine.train import NonFiniteLossError, train
+from bof.engine.loop import NonFiniteLossError
+from bof.engine.train import train
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
