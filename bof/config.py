@@ -158,6 +158,14 @@ class MixupConfig:
     def active(self, epoch: int, epochs: int) -> bool:
         return self.mode != "off" and epoch < epochs - self.off_last_epochs
 
+    def slug(self) -> str:
+        """Its part of a trick combination's name: ``mix-beta1.5-1.5``, ``mix-fixed-unweighted-scale0.5``, ``nomix``."""
+        if self.mode == "off":
+            return "nomix"
+        name = "mix-fixed" if self.mode == "fixed" else f"mix-beta{self.alpha:g}-{self.beta:g}"
+        name += "" if self.weighted else "-unweighted"
+        return name + (f"-scale{self.loss_scale:g}" if self.loss_scale != 1.0 else "")
+
 
 @dataclass(frozen=True)
 class RandomShapesConfig:
@@ -184,6 +192,9 @@ class BatchNormConfig:
         if self.group_size < 1:
             raise ConfigError(f"tricks.batchnorm.group_size must be >= 1, got {self.group_size}")
 
+    def slug(self) -> str:
+        return f"bn-{self.mode}" + (str(self.group_size) if self.mode == "group" else "")
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -206,6 +217,19 @@ class TricksConfig:
     random_shapes: RandomShapesConfig = field(default_factory=RandomShapesConfig)
     lr_schedule: Literal["cosine", "step"] = "step"
     batchnorm: BatchNormConfig = field(default_factory=BatchNormConfig)
+
+    def slugs(self) -> dict[str, str]:
+        """Each trick's part of a combination's name, in the names' order: a combination is named
+        by the parts that differ from its table's baseline (bof.pipeline.matrix.combo_name). A new
+        trick is a field here, its line below, its kernels in bof/tricks and a row of tables.yaml."""
+        return {
+            "augmentation": "aug" if self.augmentation else "noaug",
+            "batchnorm": self.batchnorm.slug(),
+            "random_shapes": "shapes" if self.random_shapes.enabled else "noshapes",
+            "lr_schedule": self.lr_schedule,
+            "label_smoothing": "smooth" if self.label_smoothing else "nosmooth",
+            "mixup": self.mixup.slug(),
+        }
 
 
 @dataclass(frozen=True)

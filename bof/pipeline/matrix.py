@@ -266,40 +266,13 @@ def pretraining_of(spec: dict) -> str:
     return pretraining
 
 
-def combo_name(tricks: dict, baseline: dict, pretraining: str) -> str:
+def combo_name(tricks: TricksConfig, baseline: TricksConfig, pretraining: str) -> str:
     """A readable, canonical name for what differs from the baseline, e.g.
-    ``bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix``; ``baseline`` when nothing does."""
-    parts = []
-    if tricks.get("augmentation", True) != baseline.get("augmentation", True):
-        parts.append("aug" if tricks.get("augmentation", True) else "noaug")
-    bn = tricks.get("batchnorm", {})
-    if bn != baseline.get("batchnorm", {}):
-        parts.append(
-            f"bn-{bn.get('mode', 'plain')}"
-            + (f"{bn['group_size']}" if bn.get("mode") == "group" and "group_size" in bn else "")
-        )
-    if tricks.get("random_shapes", {}).get("enabled", False) != baseline.get("random_shapes", {}).get("enabled", False):
-        parts.append("shapes" if tricks.get("random_shapes", {}).get("enabled") else "noshapes")
-    if tricks.get("lr_schedule", "step") != baseline.get("lr_schedule", "step"):
-        parts.append(tricks.get("lr_schedule", "step"))
-    if tricks.get("label_smoothing", False) != baseline.get("label_smoothing", False):
-        parts.append("smooth" if tricks.get("label_smoothing") else "nosmooth")
-    mixup = tricks.get("mixup", {})
-    if mixup.get("mode", "off") != baseline.get("mixup", {}).get("mode", "off") or (
-        mixup.get("mode", "off") != "off" and mixup != baseline.get("mixup", {})
-    ):
-        if mixup.get("mode") == "fixed":
-            parts.append("mix-fixed")
-        elif mixup.get("mode") == "beta":
-            parts.append(f"mix-beta{mixup.get('alpha', 1.5):g}-{mixup.get('beta', 1.5):g}")
-        else:
-            parts.append("nomix")
-        if mixup.get("mode", "off") != "off" and not mixup.get("weighted", True):
-            parts[-1] += "-unweighted"
-        if mixup.get("mode", "off") != "off" and mixup.get("loss_scale", 1.0) != 1.0:
-            parts[-1] += f"-scale{mixup['loss_scale']:g}"
-    if PRETRAINING_SLUG[pretraining]:
-        parts.append(PRETRAINING_SLUG[pretraining])
+    ``bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix``; ``baseline`` when nothing does:
+    the tricks' own parts (`TricksConfig.slugs`) where they differ, then the pretraining's."""
+    mine, theirs = tricks.slugs(), baseline.slugs()
+    parts = [part for name, part in mine.items() if part != theirs[name]]
+    parts += [PRETRAINING_SLUG[pretraining]] if PRETRAINING_SLUG[pretraining] else []
     return "_".join(parts) or "baseline"
 
 
@@ -321,7 +294,8 @@ def cell(preset: Preset, detector: str, changes: dict, pretraining: str) -> Cell
     detector = canonical(preset, detector)
     tricks = _tricks(preset, detector, changes)
     baseline = _tricks(preset, detector, {})
-    return Cell(detector, combo_name(tricks, baseline, pretraining), json.dumps(tricks, sort_keys=True), pretraining)
+    name = combo_name(build(TricksConfig, tricks, "tricks"), build(TricksConfig, baseline, "tricks"), pretraining)
+    return Cell(detector, name, json.dumps(tricks, sort_keys=True), pretraining)
 
 
 def table_cells(preset: Preset, name: str) -> list[list[Cell]]:

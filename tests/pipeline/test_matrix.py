@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bof.config import TricksConfig, build
 from bof.errors import ConfigError
 from bof.pipeline import matrix
 
@@ -118,6 +119,9 @@ def test_figure_detector_must_be_a_preset_detector(tmp_path):
 
 
 def test_combo_names_are_canonical():
+    def typed(tricks: dict) -> TricksConfig:
+        return build(TricksConfig, tricks, "tricks")
+
     baseline = {"lr_schedule": "step", "batchnorm": {"mode": "group", "group_size": 4}}
     tricks = {
         "label_smoothing": True,
@@ -125,22 +129,56 @@ def test_combo_names_are_canonical():
         "batchnorm": {"mode": "sync"},
         "random_shapes": {"enabled": True, "min": 96},
     }
-    name = matrix.combo_name(tricks, baseline, "plain")
+    name = matrix.combo_name(typed(tricks), typed(baseline), "plain")
     assert name == "bn-sync_shapes_cosine_smooth"
-    assert matrix.combo_name(dict(reversed(tricks.items())), baseline, "plain") == name
-    assert matrix.combo_name(baseline, baseline, "plain") == "baseline"
-    assert (
-        matrix.combo_name(
-            {**baseline, "mixup": {"mode": "beta", "alpha": 1.0, "beta": 1.0, "weighted": False}}, baseline, "mixup"
+    assert matrix.combo_name(typed(dict(reversed(tricks.items()))), typed(baseline), "plain") == name
+    assert matrix.combo_name(typed(baseline), typed(baseline), "plain") == "baseline"
+    beta = {**baseline, "mixup": {"mode": "beta", "alpha": 1.0, "beta": 1.0, "weighted": False}}
+    assert matrix.combo_name(typed(beta), typed(baseline), "mixup") == "mix-beta1-1-unweighted_premix"
+    gluoncv_faster_rcnn = {**baseline, "mixup": {"mode": "fixed", "weighted": False, "loss_scale": 0.5}}
+    assert matrix.combo_name(typed(gluoncv_faster_rcnn), typed(baseline), "plain") == "mix-fixed-unweighted-scale0.5"
+    assert matrix.combo_name(typed(tricks), typed(baseline), "plain-long") == "bn-sync_shapes_cosine_smooth_prelong"
+    # the group baseline against plain BN names its group size; a field of no slug's (the shapes' range) names nothing
+    assert matrix.combo_name(typed(baseline), typed({}), "plain") == "bn-group4"
+    assert matrix.combo_name(typed({"random_shapes": {"min": 96}}), typed({}), "plain") == "baseline"
+
+
+def test_every_presets_combinations_keep_their_names():
+    """The names derived from the tricks' own slugs are those the hand-written clauses of bof
+    8ef395a gave (run folders and shipped results live under them)."""
+    names = {
+        name: sorted(
+            {f"{job.detector}/{job.combo}" for job in matrix.jobs(matrix.load_preset(ROOT / "config" / f"{name}.yaml"))}
         )
-        == "mix-beta1-1-unweighted_premix"
-    )
-    gluoncv_faster_rcnn = {"mode": "fixed", "weighted": False, "loss_scale": 0.5}
-    assert (
-        matrix.combo_name({**baseline, "mixup": gluoncv_faster_rcnn}, baseline, "plain")
-        == "mix-fixed-unweighted-scale0.5"
-    )
-    assert matrix.combo_name(tricks, baseline, "plain-long") == "bn-sync_shapes_cosine_smooth_prelong"
+        for name in ("mini", "voc")
+    }
+    assert names["mini"] == [
+        "frcnn_r50/baseline",
+        "frcnn_r50/cosine",
+        "frcnn_r50/cosine_smooth",
+        "frcnn_r50/cosine_smooth_mix-fixed-unweighted-scale0.5",
+        "frcnn_r50/cosine_smooth_mix-fixed-unweighted-scale0.5_premix",
+        "frcnn_r50/cosine_smooth_prelong",
+        "frcnn_r50/cosine_smooth_premix",
+        "frcnn_r50/noaug",
+    ]
+    assert names["voc"] == [
+        "frcnn_r50/baseline",
+        "frcnn_r50/cosine",
+        "frcnn_r50/cosine_smooth",
+        "frcnn_r50/cosine_smooth_mix-fixed-unweighted-scale0.5",
+        "frcnn_r50/noaug",
+        "yolov3/baseline",
+        "yolov3/bn-sync",
+        "yolov3/bn-sync_shapes",
+        "yolov3/bn-sync_shapes_cosine",
+        "yolov3/bn-sync_shapes_cosine_smooth",
+        "yolov3/bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5",
+        "yolov3/bn-sync_shapes_mix-beta1-1",
+        "yolov3/bn-sync_shapes_mix-beta1.5-1.5",
+        "yolov3/bn-sync_shapes_mix-fixed-unweighted",
+        "yolov3/noaug",
+    ]
 
 
 def test_job_configs_carry_the_preset_details():
