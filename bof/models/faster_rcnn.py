@@ -289,6 +289,37 @@ def _init_predictor(predictor: FastRCNNPredictor) -> FastRCNNPredictor:
     return predictor
 
 
+def _c4_parts(body: nn.Module, small: bool):
+    """The paper's C4 network: features at stride 16, 15 anchors a position, 14 x 14 RoIAlign and
+    the ResNet's last stage as the box head."""
+    features = c4_features(body)
+    sizes = (16, 32, 64, 128, 256) if small else (32, 64, 128, 256, 512)  # GluonCV: 16 x (2, 4, 8, 16, 32)
+    rpn_anchors = CellCentredAnchors((sizes,), ((0.5, 1.0, 2.0),))
+    pooler = SparseRoIAlign(["0"], output_size=14, sampling_ratio=2)
+    return features, rpn_anchors, pooler, Res5Head(body.layer4, stage_channels(body)[3])
+
+
+def _rpn(features: nn.Module, anchors, *, small: bool, test_proposals: int, min_size: float) -> WeightedRPN:
+    """GluonCV's RPN: 256 anchors sampled an image (half positive), NMS at 0.7, 12000 -> 2000
+    proposals in training and 6000 -> ``test_proposals`` in testing (CPU presets: fewer)."""
+    proposals = (dict(training=2000, testing=1000), dict(training=500, testing=test_proposals))
+    if not small:
+        proposals = (dict(training=12000, testing=6000), dict(training=2000, testing=test_proposals))
+    rpn = WeightedRPN(
+        anchors,
+        RPNHead(features.out_channels, anchors.num_anchors_per_location()[0]),
+        fg_iou_thresh=0.7,
+        bg_iou_thresh=0.3,
+        batch_size_per_image=256,
+        positive_fraction=0.5,
+        pre_nms_top_n=proposals[0],
+        post_nms_top_n=proposals[1],
+        nms_thresh=0.7,
+    )
+    rpn.min_size = max(min_size, 1e-3)
+    return rpn
+
+
 def faster_rcnn(
     num_classes: int,
     *,
@@ -325,29 +356,8 @@ def faster_rcnn(
         trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
         for name, parameter in body.named_parameters():
             parameter.requires_grad_(any(name.startswith(layer) for layer in trainable))
-    if fpn:
-        features, rpn_anchors, pooler, box_head = _fpn_parts(body, small)
-    else:
-        features = c4_features(body)
-        sizes = (16, 32, 64, 128, 256) if small else (32, 64, 128, 256, 512)  # GluonCV: 16 x (2, 4, 8, 16, 32)
-        rpn_anchors = CellCentredAnchors((sizes,), ((0.5, 1.0, 2.0),))
-        pooler = SparseRoIAlign(["0"], output_size=14, sampling_ratio=2)
-        box_head = Res5Head(body.layer4, stage_channels(body)[3])
-    train_proposals = (dict(training=2000, testing=1000), dict(training=500, testing=rpn_test_proposals))
-    if not small:  # GluonCV: 12000 -> 2000 proposals in training, 6000 -> rpn_test_post_nms in testing
-        train_proposals = (dict(training=12000, testing=6000), dict(training=2000, testing=rpn_test_proposals))
-    rpn = WeightedRPN(
-        rpn_anchors,
-        RPNHead(features.out_channels, rpn_anchors.num_anchors_per_location()[0]),
-        fg_iou_thresh=0.7,
-        bg_iou_thresh=0.3,
-        batch_size_per_image=256,
-        positive_fraction=0.5,
-        pre_nms_top_n=train_proposals[0],
-        post_nms_top_n=train_proposals[1],
-        nms_thresh=0.7,
-    )
-    rpn.min_size = max(rpn_min_size, 1e-3)
+    features, rpn_anchors, pooler, box_head = _fpn_parts(body, small) if fpn else _c4_parts(body, small)
+    rpn = _rpn(features, rpn_anchors, small=small, test_proposals=rpn_test_proposals, min_size=rpn_min_size)
     roi_heads = WeightedRoIHeads(
         pooler,
         box_head,

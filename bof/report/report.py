@@ -167,20 +167,7 @@ def render_report(preset: Preset, out: Path) -> Path:
     table_paths = {name: write_table(preset, name, tables_folder) for name in preset.tables}
     label = figures.DETECTOR_LABELS[figure_detector(preset) or "yolov3"]
     data = Path(preset.results) / "figure_data"
-    makers = {  # the first figure of each group drawn together
-        "figure1": ("figure 1", lambda: figures.figure1(preset, data / "figure1.json", figures_folder)),
-        "figure2": ("figures 2-4", lambda: figures.figures_2_to_4(data / "figure2.json", figures_folder)),
-        "figure5": ("figure 5", lambda: figures.figure5(data / "figure5.json", figures_folder)),
-        "figure6a": ("figure 6", lambda: figures.figure6(preset, figures_folder)),
-        "figure7": ("figure 7", lambda: figures.figure7(data / "figure7.json", figures_folder, label)),
-        "figure8": ("figure8", lambda: figures.figure_categories(preset, "figure8", figures_folder)),
-        "figure9": ("figure9", lambda: figures.figure_categories(preset, "figure9", figures_folder)),
-    }
-    made = []
-    for name in report_figures(preset):
-        if name in makers:
-            made += _attempt(*makers[name], missing)
-
+    made = draw_figures(preset, data, figures_folder, label, missing)
     facts = provenance(preset)
     lines = [
         f"# Bag of Freebies, reproduced: preset `{preset.name}`",
@@ -219,6 +206,25 @@ def render_report(preset: Preset, out: Path) -> Path:
     atomic_write_json(out / "summary.json", summary(preset, sets))
     atomic_write_json(out / "val_curves.json", validation_curves(preset))
     return report
+
+
+def draw_figures(preset: Preset, data: Path, folder: Path, label: str, missing: list[str]) -> list[Path]:
+    """The figures ``bof report`` draws for the preset (matrix.report_figures) from its figure
+    data; one whose inputs are missing is left out and named in ``missing``."""
+    makers = {  # the first figure of each group drawn together
+        "figure1": ("figure 1", lambda: figures.figure1(preset, data / "figure1.json", folder)),
+        "figure2": ("figures 2-4", lambda: figures.figures_2_to_4(data / "figure2.json", folder)),
+        "figure5": ("figure 5", lambda: figures.figure5(data / "figure5.json", folder)),
+        "figure6a": ("figure 6", lambda: figures.figure6(preset, folder)),
+        "figure7": ("figure 7", lambda: figures.figure7(data / "figure7.json", folder, label)),
+        "figure8": ("figure8", lambda: figures.figure_categories(preset, "figure8", folder)),
+        "figure9": ("figure9", lambda: figures.figure_categories(preset, "figure9", folder)),
+    }
+    made = []
+    for name in report_figures(preset):
+        if name in makers:
+            made += _attempt(*makers[name], missing)
+    return made
 
 
 def seeds_sentence(sets: list[Preset], partial: list[list[int]]) -> str:
