@@ -1,9 +1,12 @@
 """What the two training loops share (backbone pretraining, detector training): the epoch's
-order of samples, the optimizer step under AMP, and reading the losses back from the device."""
+order of samples, the optimizer step under AMP, reading the losses back from the device, the
+log a resume trims, one checkpoint format, and the common part of ``run.json``."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -12,6 +15,7 @@ from bof.config import to_dict
 from bof.engine import distributed
 from bof.engine.checkpoint import restore_rng
 from bof.errors import BofError
+from bof.io import atomic_write_text
 
 
 class NonFiniteLossError(BofError):
@@ -39,6 +43,26 @@ def optimizer_step(loss: torch.Tensor, optimizer, scheduler, scaler: torch.amp.G
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
+
+
+def keep_log_until(path: Path, iteration: int) -> None:
+    """Drop the records of iterations after ``iteration`` from a ``train_log.jsonl`` (and a line
+    cut by a kill), so that a resumed run's log holds every iteration once."""
+    if not path.exists():
+        return
+    kept, changed = [], False
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            changed = True
+            continue
+        if isinstance(record, dict) and record.get("iteration", 0) <= iteration:
+            kept.append(line)
+        else:
+            changed = True
+    if changed:
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 class LossReader:

@@ -34,7 +34,6 @@ from bof.engine import distributed, loop
 from bof.engine.checkpoint import RunCheckpoints, rng_states, save_checkpoint
 from bof.engine.lock import hold_run_folder
 from bof.engine.provenance import environment
-from bof.engine.train import keep_log_until
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json
 from bof.models import backbone_weights, classifier
@@ -195,7 +194,7 @@ class Pretrainer:
             loop.restore(saved, self)
             self.state = saved["progress"]
         if self.context.is_main:
-            keep_log_until(self.log_path, self.state["iteration"])
+            loop.keep_log_until(self.log_path, self.state["iteration"])
 
     def train_epoch(self, epoch: int) -> None:
         config, context, state = self.config, self.context, self.state

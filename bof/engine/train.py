@@ -76,26 +76,6 @@ def move(images, targets, device: torch.device) -> tuple[list[torch.Tensor], lis
     return images, targets
 
 
-def keep_log_until(path: Path, iteration: int) -> None:
-    """Drop the records of iterations after ``iteration`` from a ``train_log.jsonl`` (and a line
-    cut by a kill), so that a resumed run's log holds every iteration once."""
-    if not path.exists():
-        return
-    kept, changed = [], False
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            changed = True
-            continue
-        if isinstance(record, dict) and record.get("iteration", 0) <= iteration:
-            kept.append(line)
-        else:
-            changed = True
-    if changed:
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-
 class Trainer:
     """Holds what one run needs; ``fit()`` runs the remaining epochs."""
 
@@ -283,7 +263,7 @@ class Trainer:
             atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
             # the log and the curve say what the checkpoint holds: not the lost iterations of a
             # killed run, nor a validation whose checkpoint could not be saved
-            keep_log_until(log_path, self.state.iteration)
+            loop.keep_log_until(log_path, self.state.iteration)
             if resumed or (out / "val_curve.json").exists():
                 atomic_write_json(out / "val_curve.json", self.state.val_curve)
 
