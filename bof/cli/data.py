@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bof.data.coco import CocoDetection, detection_to_coco
 from bof.data.detection import DetectionDataset
 from bof.data.voc import VOCDetection
 from bof.errors import BofError
@@ -56,6 +55,8 @@ def open_dataset(
     args: argparse.Namespace, *, check_images: str | None = None, training: bool = False
 ) -> DetectionDataset:
     """The dataset the arguments name; ``training`` drops COCO crowd regions and empty images, as training does."""
+    from bof.data.coco import CocoDetection  # pycocotools: loaded when a command needs it
+
     check = check_images or args.check_images
     if (args.voc is None) == (args.coco is None):
         raise BofError("give exactly one of --voc VOCDEVKIT or --coco INSTANCES_JSON")
@@ -116,6 +117,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_to_coco(args: argparse.Namespace) -> int:
+    from bof.data.coco import detection_to_coco
+
     if args.voc is None:
         raise BofError("to-coco converts a VOC devkit: give --voc VOCDEVKIT")
     dataset = open_dataset(args)

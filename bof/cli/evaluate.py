@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from bof import __version__
-from bof.data.coco import read_coco_json
 from bof.data.voc import VOCDetection
 from bof.evaluation.api import voc_ground_truth
 from bof.evaluation.coco import BACKENDS, evaluate_coco
@@ -91,6 +90,8 @@ def run_voc(args: argparse.Namespace) -> int:
 
 
 def run_coco(args: argparse.Namespace) -> int:
+    from bof.data.coco import read_coco_json  # pycocotools: loaded when a command needs it
+
     if args.checksums is not None:
         verify_checksums(args.checksums, [args.results])
     ground_truth = read_coco_json(args.annotations)

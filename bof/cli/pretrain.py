@@ -8,19 +8,19 @@ import argparse
 
 from bof.cli.evaluate import percent
 from bof.cli.train import add_run_arguments
-from bof.config import load_config
+from bof.config import PretrainConfig, load_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pretrain", help="pretrain a backbone on an ImageFolder dataset", description=__doc__
     )
-    add_run_arguments(parser, config_help="YAML config (keys of bof.engine.pretrain.PretrainConfig)")
+    add_run_arguments(parser, config_help="YAML config (keys of bof.config.PretrainConfig)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bof.engine.pretrain import PretrainConfig, pretrain
+    from bof.engine.pretrain import pretrain
 
     config = load_config(args.config, args.overrides, cls=PretrainConfig, text=args.config_json)
     result = pretrain(config, args.out, progress=not args.quiet, restart=args.restart)

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 from bof.errors import BofError
-from bof.pipeline.matrix import Preset, load_preset
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bof.pipeline.matrix import Preset, load_preset  # jsonschema: loaded when a command needs it
     from bof.report.report import incomplete, install_report, make_report, render_report
 
     if args.install_from is not None:

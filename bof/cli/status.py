@@ -7,9 +7,6 @@ import argparse
 import time
 from pathlib import Path
 
-from bof.pipeline.matrix import load_preset
-from bof.pipeline.status import format_status, pipeline_status
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("status", help="progress and time left of a preset's pipeline", description=__doc__)
@@ -25,6 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bof.pipeline.matrix import load_preset  # jsonschema: loaded when a command needs it
+    from bof.pipeline.status import format_status, pipeline_status
+
     preset = load_preset(args.preset)
     if args.replicate:
         preset = load_preset(args.preset, raw={**preset.raw, "replicate": True})

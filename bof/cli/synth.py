@@ -10,7 +10,6 @@ from pathlib import Path
 
 from bof.data.synth.config import SynthConfig, parse_classes
 from bof.data.synth.shapes import MAX_CLASSES
-from bof.data.synth.writer import generate
 
 DESCRIPTION = f"""\
 Generate a synthetic object-detection dataset in the real Pascal VOC devkit layout.
@@ -136,6 +135,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bof.data.synth.writer import generate  # pycocotools, tqdm: loaded when synthesising
+
     num_classes, names = parse_classes(args.classes)
     config = SynthConfig(
         num_images=args.num_images,

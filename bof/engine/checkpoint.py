@@ -101,6 +101,7 @@ class RunCheckpoints:
     def __init__(self, folder: str | Path, context: distributed.Context):
         self.latest = Path(folder) / "checkpoint.pt"
         self.previous = Path(folder) / "checkpoint.prev.pt"
+        self.loaded_from: Path | None = None  # the generation load() read (an error names that file)
         self.context = context
 
     def existing(self) -> list[Path]:
@@ -117,6 +118,7 @@ class RunCheckpoints:
         for path in paths:
             try:
                 saved = load_checkpoint(path)
+                self.loaded_from = path
                 break
             except BofError as error:  # damaged, or refused: either way not a generation to trust
                 damaged.append((path, str(error)))

@@ -9,7 +9,8 @@ colour jitter 0.4 and PCA lighting noise 0.1, flip; mixup in its classification 
 ([8, 23]: per-batch ``lam ~ Beta(0.2, 0.2)``, each image mixed with the reversed batch). The
 run folder gets
 ``backbone.pt`` (what ``model.pretrained`` of a detector run loads), ``checkpoint.pt``
-(resumed automatically), ``metrics.json`` (top-1 per epoch) and ``run.json``.
+(resumed automatically), ``train_log.jsonl`` (a record an epoch), ``metrics.json`` (top-1 per
+epoch) and ``run.json``.
 
 Augmentation here is torchvision's ImageFolder pipeline, which draws from each worker's
 torch generator; those are seeded from the run's seed and the epoch, so a run repeats
@@ -186,7 +187,7 @@ class Pretrainer:
             self.checkpoints.start_over("--restart", with_them=(self.log_path,))
         saved = self.checkpoints.load()
         if saved is not None:
-            saved = loop.current_format(saved, "pretrain", self.checkpoints.latest)
+            saved = loop.current_format(saved, "pretrain", self.checkpoints.loaded_from)
             if saved["config"] != to_dict(self.config):
                 self.checkpoints.start_over("it holds a run of another config", with_them=(self.log_path,))
                 saved = None

@@ -149,7 +149,7 @@ class Trainer:
         saved = self.checkpoints.load()
         if saved is None:
             return False
-        saved = loop.current_format(saved, "train", self.checkpoint_path)
+        saved = loop.current_format(saved, "train", self.checkpoints.loaded_from)
         anchors = getattr(self.model, "anchors", None)
         reason = None
         if comparable(saved["config"]) != comparable(to_dict(self.config)):

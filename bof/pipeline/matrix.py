@@ -269,7 +269,9 @@ def pretraining_of(spec: dict) -> str:
 def combo_name(tricks: TricksConfig, baseline: TricksConfig, pretraining: str) -> str:
     """A readable, canonical name for what differs from the baseline, e.g.
     ``bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix``; ``baseline`` when nothing does:
-    the tricks' own parts (`TricksConfig.slugs`) where they differ, then the pretraining's."""
+    the tricks' own parts (`TricksConfig.slugs`) where they differ, then the pretraining's. Fields
+    without a slug (the shapes' range, mixup's off_last_epochs) do not name a combination: two
+    cells differing only there are refused by `cells` as one name defined two ways."""
     mine, theirs = tricks.slugs(), baseline.slugs()
     parts = [part for name, part in mine.items() if part != theirs[name]]
     parts += [PRETRAINING_SLUG[pretraining]] if PRETRAINING_SLUG[pretraining] else []
@@ -294,7 +296,10 @@ def cell(preset: Preset, detector: str, changes: dict, pretraining: str) -> Cell
     detector = canonical(preset, detector)
     tricks = _tricks(preset, detector, changes)
     baseline = _tricks(preset, detector, {})
-    name = combo_name(build(TricksConfig, tricks, "tricks"), build(TricksConfig, baseline, "tricks"), pretraining)
+    try:
+        name = combo_name(build(TricksConfig, tricks, "tricks"), build(TricksConfig, baseline, "tricks"), pretraining)
+    except ConfigError as error:
+        raise ConfigError(f"{preset.path}: {detector}: {error}") from None
     return Cell(detector, name, json.dumps(tricks, sort_keys=True), pretraining)
 
 
@@ -800,6 +805,8 @@ def job_resource(preset: Preset, kind: str, name: str, *, per_attempt: bool = Fa
     """A rule's ``name`` resource (a field of `JobResources`) for its job, as the callable Snakemake
     takes: ``kind`` "train" reads the {detector} wildcard, "pretrain" the {backbone}; with
     ``per_attempt`` a retry asks for the first attempt's amount times the attempt."""
+    if kind not in ("train", "pretrain"):
+        raise ValueError(f"job_resource: kind must be 'train' or 'pretrain', got {kind!r}")
     resources_of = training_resources if kind == "train" else pretraining_resources
     wildcard = "detector" if kind == "train" else "backbone"
 

@@ -66,7 +66,7 @@ def _pretrain_state(folder: Path, epochs: int, now: float) -> tuple[str, float, 
     if not folder.exists() or not any(folder.iterdir()):
         return "waiting", 0.0, None
     recent = now - max(p.stat().st_mtime for p in folder.iterdir()) < RUNNING_WITHIN_SECONDS
-    log = folder / "train_log.jsonl"  # a record an epoch, each once its checkpoint holds it
+    log = folder / "train_log.jsonl"  # a record an epoch, written just before its checkpoint
     records = log_records(log) if log.exists() else []
     fraction = records[-1]["epoch"] / epochs if records else 0.0
     started = min(p.stat().st_mtime for p in folder.iterdir())

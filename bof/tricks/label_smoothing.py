@@ -32,4 +32,4 @@ def smoothed_cross_entropy(
     losses = F.cross_entropy(logits, labels, label_smoothing=eps, reduction="none")
     if weights is not None:
         losses = losses * weights
-    return losses.sum() / max(len(labels), 1)
+    return losses.mean() if len(labels) else losses.sum()  # mean, as torch's reduction computes it

@@ -83,7 +83,7 @@ def test_to_coco_fails_rather_than_write_a_non_finite_number(tiny_synth, tmp_pat
         data["annotations"][0]["bbox"][0] = float("nan")
         return data
 
-    monkeypatch.setattr("bof.cli.data.detection_to_coco", poisoned)
+    monkeypatch.setattr("bof.data.coco.detection_to_coco", poisoned)
     out = tmp_path / "val.json"
     code = main(["data", "to-coco", "--voc", str(tiny_synth / "VOCdevkit"), "--sets", "2007:val", "--out", str(out)])
     assert code == 2

@@ -478,3 +478,14 @@ def test_the_coco_presets_yolov3_detects_at_608():
         (detections,) = model.detect([torch.rand(3, 120, 200, generator=torch.Generator().manual_seed(0))])
     assert seen == [torch.Size([1, 3, 608, 608])]
     assert detections["boxes"].tolist() == [pytest.approx([76 * 200 / 608, 152 * 120 / 608, 200.0, 60.0])]
+
+
+def test_a_bad_trick_value_in_a_preset_names_the_file_and_the_detector(tmp_path):
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw["detectors"]["frcnn_r50"]["tricks"]["mixup"] = {"mode": "beta", "alpha": -1.0}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    shutil.copy(ROOT / "config" / "tables.yaml", tmp_path / "tables.yaml")
+    with pytest.raises(ConfigError) as error:
+        matrix.jobs(matrix.load_preset(path))
+    assert str(error.value) == (f"{path}: frcnn_r50: tricks.mixup: mixup beta parameters must be > 0, got (-1.0, 1.5)")
