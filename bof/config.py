@@ -302,9 +302,6 @@ class TrainConfig:
             )
 
 
-# --- building dataclasses from plain data, with errors that name the key ---
-
-
 @dataclass(frozen=True)
 class PretrainConfig:
     """`bof pretrain`'s recipe: GluonCV's ImageNet classification training (bof.engine.pretrain)."""
@@ -348,6 +345,9 @@ class PretrainConfig:
             raise ConfigError(f"pretrain.warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
         if not (0 < self.crop_scale_min <= 1 and self.color_jitter >= 0 and self.lighting >= 0):
             raise ConfigError("pretrain: need 0 < crop_scale_min <= 1, color_jitter >= 0 and lighting >= 0")
+
+
+# --- building dataclasses from plain data, with errors that name the key ---
 
 
 def _type_name(annotation) -> str:

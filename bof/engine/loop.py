@@ -71,8 +71,11 @@ class LossReader:
     non-finite step before it reaches the weights) every step is checked as it comes. A
     non-finite term raises `NonFiniteLossError` naming its iteration and the last good checkpoint."""
 
-    def __init__(self, epoch: int, last_checkpoint: str, *, each_step: bool):
-        self.epoch, self.last_checkpoint, self.each_step = epoch, last_checkpoint, each_step
+    def __init__(self, run, epoch: int, saved_epoch: int):
+        """For ``run`` (its scaler and checkpoints) in ``epoch``; ``saved_epoch``: the epochs its
+        last checkpoint holds (0: none yet)."""
+        self.epoch, self.each_step = epoch, not run.scaler.is_enabled()
+        self.last_checkpoint = f"{run.checkpoints.latest} (after epoch {saved_epoch})" if saved_epoch else "none yet"
         self.names: list[str] = []
         self.pending: list[torch.Tensor] = []
         self.first = 0
@@ -158,17 +161,17 @@ def restore(saved: dict, run) -> None:
     restore_rng(saved, run.context)
 
 
-def run_record(config: dict, seed: int, context, network, wall_seconds: float, progress: dict) -> dict:
-    """The part of ``run.json`` both loops write: the config and seed, the run's distributed path
-    (under torchrun, one process included: a process group and DDP, as on 8 GPUs), its time and
-    its speed over the training steps (``progress``: images_seen, train_seconds)."""
+def run_record(run, wall_seconds: float, progress: dict) -> dict:
+    """The part of ``run.json`` both loops write for ``run``: its config and seed, its distributed
+    path (under torchrun, one process included: a process group and DDP, as on 8 GPUs), its time
+    and its speed over the training steps (``progress``: images_seen, train_seconds)."""
     train_seconds = progress["train_seconds"]
     return {
-        "config": config,
-        "seed": seed,
-        "world_size": context.world_size,
-        "process_group": torch.distributed.get_backend() if context.distributed else None,
-        "ddp": isinstance(network, DistributedDataParallel),
+        "config": to_dict(run.config),
+        "seed": run.config.seed,
+        "world_size": run.context.world_size,
+        "process_group": torch.distributed.get_backend() if run.context.distributed else None,
+        "ddp": isinstance(run.network, DistributedDataParallel),
         "wall_seconds": wall_seconds,
         "train_seconds": train_seconds,
         "images_per_second": progress["images_seen"] / train_seconds if train_seconds else None,

@@ -210,8 +210,7 @@ class Pretrainer:
         )
         self.network.train()
         started = time.perf_counter()
-        last = f"{self.checkpoints.latest} (after epoch {state['epoch']})" if state["epoch"] else "none yet"
-        losses = loop.LossReader(epoch, last, each_step=not self.scaler.is_enabled())
+        losses = loop.LossReader(self, epoch, state["epoch"])
         bar = tqdm(
             loader,
             desc=f"pretrain {epoch + 1}/{config.epochs}",
@@ -275,7 +274,7 @@ class Pretrainer:
         atomic_write_json(
             out / "run.json",
             {
-                **loop.run_record(to_dict(config), config.seed, self.context, self.network, wall_seconds, state),
+                **loop.run_record(self, wall_seconds, state),
                 "train_images": len(self.train_set),
                 "val_images": len(self.val_set),
                 "top1": top1,

@@ -82,7 +82,6 @@ class Trainer:
     def __init__(self, config: TrainConfig, out: Path, context: distributed.Context, *, progress: bool = True):
         self.config, self.out, self.context, self.show_progress = config, Path(out), context, progress
         self.checkpoints = RunCheckpoints(self.out, context)
-        self.checkpoint_path = self.checkpoints.latest
         self.log_path = self.out / "train_log.jsonl"
         torch.manual_seed(config.seed)
         self.train_data = open_split(config.data, "train")
@@ -206,8 +205,7 @@ class Trainer:
         mixup = self.config.tricks.mixup
         # GluonCV's Faster R-CNN halves the whole loss while it mixes (mix_ratio); 1 otherwise
         loss_scale = mixup.loss_scale if mixup.active(epoch, self.config.optim.epochs) else 1.0
-        last = f"{self.checkpoint_path} (after epoch {self.state.epoch})" if self.state.epoch else "none yet"
-        losses = loop.LossReader(epoch, last, each_step=not self.scaler.is_enabled())
+        losses = loop.LossReader(self, epoch, self.state.epoch)
         started = waiting = time.perf_counter()
         for images, targets in bar:
             self.state.data_seconds += time.perf_counter() - waiting
@@ -306,13 +304,10 @@ class Trainer:
         split = self.config.data.val[0].split(":")[-1] if self.config.data.format == "voc" else "val"
         write_results(report["predictions"], self.val_data, out / "predictions", split=split)
         atomic_write_json(out / "metrics.json", metrics)
-        common = loop.run_record(
-            to_dict(self.config), self.config.seed, self.context, self.network, wall_seconds, vars(self.state)
-        )
         atomic_write_json(
             out / "run.json",
             {
-                **common,
+                **loop.run_record(self, wall_seconds, vars(self.state)),
                 "classes": self.classes,
                 "train_images": len(self.train_data),
                 "val_images": len(self.val_data),
