@@ -12,6 +12,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from bof.pipeline import matrix
+from bof.pipeline.preset import check_keys
 
 if not config:  # no --configfile given: the default main job
 
@@ -31,7 +32,7 @@ PRESET_FILE = Path(
 )
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 # a misspelt key on one line, before the schema's validation prints the whole schema for it
-matrix.check_keys(config, PRESET_FILE, SCHEMA)
+check_keys(config, PRESET_FILE, SCHEMA)
 validate(config, str(SCHEMA))
 
 

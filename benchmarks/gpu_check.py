@@ -324,7 +324,7 @@ def distributed_path(config: dict, run: dict) -> bool:
 def projection(preset: matrix.Preset, images_per_second: dict[str, float], gpus_per_node: int = 8) -> dict:
     """GPU-hours of every training job of the preset at the measured images/s per GPU, and the
     wall time on one node of ``gpus_per_node`` GPUs (linear scaling, jobs packed onto the GPUs)."""
-    images = TRAIN_IMAGES[preset.raw["dataset"]["kind"]]
+    images = TRAIN_IMAGES[preset.dataset.kind]
     gpu_hours, missing = 0.0, set()
     for job in matrix.jobs(preset):
         detector = matrix.canonical(preset, job.detector)

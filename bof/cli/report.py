@@ -17,7 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--preset", type=Path, help="a preset of config/, e.g. config/mini.yaml")
-    source.add_argument("--preset-json", help="the preset and its tables as JSON (what the pipeline passes)")
+    source.add_argument(
+        "--preset-json",
+        help="the preset as JSON: its path, its settings (config) and its table definitions file (tables); "
+        "what the pipeline passes",
+    )
     source.add_argument(
         "--install-from",
         type=Path,
@@ -42,7 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bof.pipeline.matrix import Preset, load_preset  # jsonschema: loaded when a command needs it
+    from bof.pipeline.matrix import load_preset  # jsonschema: loaded when a command needs it
+    from bof.pipeline.preset import read_preset
     from bof.report.report import incomplete, install_report, make_report, render_report
 
     if args.install_from is not None:
@@ -58,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             data = json.loads(args.preset_json)
         except json.JSONDecodeError as error:
             raise BofError(f"--preset-json is not valid JSON ({error})") from None
-        preset = Preset(Path(data.get("path", "config/preset.yaml")), data["raw"], data["tables"])
+        preset = read_preset(data["path"], data["config"], default_tables=data["tables"])
     if args.render_to is not None:
         existed = args.render_to.exists()
         try:

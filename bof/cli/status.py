@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     preset = load_preset(args.preset)
     if args.replicate:
-        preset = load_preset(args.preset, raw={**preset.raw, "replicate": True})
+        preset = preset.replicating()
     while True:
         print(f"[{time.strftime('%H:%M:%S')}] {format_status(pipeline_status(preset), args.cores)}", flush=True)
         if not args.watch:

@@ -142,33 +142,16 @@ def read_coco_samples(
     use_crowd: bool = True,
     skip_empty: bool = False,
 ) -> list[Sample]:
+    """Every image of ``coco`` as a `Sample`; an image with a bad entry is recorded in ``skip_log``
+    (which refuses or skips it, by its policy)."""
     label_of = {category_id: label for label, category_id in enumerate(category_ids)}
     samples = []
     for image_id in sorted(coco.imgs):
-        info = coco.imgs[image_id]
         try:
-            file_name, width, height = info.get("file_name"), info.get("width"), info.get("height")
-            for name, value in (("width", width), ("height", height)):
-                if isinstance(value, (int, float)):
-                    _finite(value, name, f"image {image_id}", annotation_path)
-            if not isinstance(file_name, str) or not isinstance(width, int) or not isinstance(height, int):
-                raise DatasetError(
-                    annotation_path, f"image {image_id}: needs 'file_name', integer 'width' and 'height'"
-                )
+            file_name, width, height = _image_entry(coco.imgs[image_id], image_id, annotation_path)
             boxes, labels, difficult = [], [], []
             for annotation in coco.imgToAnns.get(image_id, []):
-                where = f"annotation {annotation.get('id')} (image {image_id})"
-                if annotation.get("category_id") not in label_of:
-                    raise DatasetError(
-                        annotation_path, f"{where}: unknown category_id {annotation.get('category_id')!r}"
-                    )
-                box = _coco_box(annotation, width, height, where, annotation_path)
-                if "area" in annotation:  # COCOeval sorts ground truth into area ranges by it
-                    area = annotation["area"]
-                    if not isinstance(area, (int, float)):
-                        raise DatasetError(annotation_path, f"{where}: 'area' must be a number, got {area!r:.100}")
-                    _finite(area, "area", where, annotation_path)
-                crowd = bool(annotation.get("iscrowd", 0) or annotation.get("ignore", 0))
+                box, crowd = _annotation_entry(annotation, label_of, width, height, image_id, annotation_path)
                 if crowd and not use_crowd:
                     continue
                 boxes.append(box)
@@ -192,6 +175,31 @@ def read_coco_samples(
             )
         )
     return samples
+
+
+def _image_entry(info: dict, image_id, annotation_path: Path) -> tuple[str, int, int]:
+    """An ``images`` entry's file name, width and height, checked."""
+    file_name, width, height = info.get("file_name"), info.get("width"), info.get("height")
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, (int, float)):
+            _finite(value, name, f"image {image_id}", annotation_path)
+    if not isinstance(file_name, str) or not isinstance(width, int) or not isinstance(height, int):
+        raise DatasetError(annotation_path, f"image {image_id}: needs 'file_name', integer 'width' and 'height'")
+    return file_name, width, height
+
+
+def _annotation_entry(annotation: dict, label_of: dict, width: int, height: int, image_id, annotation_path: Path):
+    """An annotation's box (x1, y1, x2, y2) and whether it is a crowd (or ``ignore``) region, checked."""
+    where = f"annotation {annotation.get('id')} (image {image_id})"
+    if annotation.get("category_id") not in label_of:
+        raise DatasetError(annotation_path, f"{where}: unknown category_id {annotation.get('category_id')!r}")
+    box = _coco_box(annotation, width, height, where, annotation_path)
+    if "area" in annotation:  # COCOeval sorts ground truth into area ranges by it
+        area = annotation["area"]
+        if not isinstance(area, (int, float)):
+            raise DatasetError(annotation_path, f"{where}: 'area' must be a number, got {area!r:.100}")
+        _finite(area, "area", where, annotation_path)
+    return box, bool(annotation.get("iscrowd", 0) or annotation.get("ignore", 0))
 
 
 class CocoDetection(DetectionDataset):

@@ -30,7 +30,9 @@ class SampleKey(NamedTuple):
 
 
 class TrainingSet(torch.utils.data.Dataset):
-    """``dataset[key]`` -> (image, target) with ``target["weights"]`` (mixup box weights, 1 when unmixed)."""
+    """``dataset[key]`` -> (image, target) with ``target["weights"]`` (mixup box weights, 1 when
+    unmixed) and ``target["loss_weight"]`` (how much the image's loss counts: mixup's
+    ``loss_scale`` in the epochs it mixes, GluonCV's Faster R-CNN ``mix_ratio``; 1 otherwise)."""
 
     def __init__(
         self, dataset: DetectionDataset, augment: Augment, *, mixup: DetectionMixup | None, epochs: int, seed: int
@@ -48,7 +50,9 @@ class TrainingSet(torch.utils.data.Dataset):
         generator = generator_for(self.seed, key.epoch, key.index)
         image, target = self.dataset[key.index]
         target["weights"] = torch.ones(len(target["labels"]))
+        target["loss_weight"] = 1.0
         if self.mixup is not None and self.mixup.active(key.epoch, self.epochs):
+            target["loss_weight"] = self.mixup.loss_scale
             draw = self.mixup.draw(generator, key.index, len(self.dataset))
             if draw is not None:
                 image, target = self._mix(image, target, *draw)

@@ -1,25 +1,43 @@
-"""What the two training loops share (backbone pretraining, detector training): the epoch's
-order of samples, the optimizer step under AMP, reading the losses back from the device, the
-log a resume trims, one checkpoint format, and the common part of ``run.json``."""
+"""The one training loop (`TrainingLoop`) that backbone pretraining and detector training run,
+and its parts: the epoch's order of samples, the optimizer step under AMP, reading the losses
+back from the device, the log a resume trims, one checkpoint format, and the common part of
+``run.json``. What differs between the two (classification or detection losses, evaluation,
+what else the run folder gets) is passed in by `Pretrainer` and `Trainer`."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from bof.config import to_dict
 from bof.engine import distributed
-from bof.engine.checkpoint import restore_rng
+from bof.engine.checkpoint import RunCheckpoints, restore_rng, rng_states
+from bof.engine.lock import hold_run_folder
 from bof.errors import BofError
 from bof.io import atomic_write_text
 
 
 class NonFiniteLossError(BofError):
     """A loss term became NaN or infinite; names the iteration and the last good checkpoint."""
+
+
+# The generators of an epoch's sample order and of pretraining's data-loader workers: one stream
+# each per (seed, epoch). Kept as first written: `tricks.random.generator_for` would draw other
+# numbers and change every shipped result.
+SAMPLE_ORDER, PRETRAIN_WORKERS = 100_003, 7919
+
+
+def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * stream + epoch)
 
 
 def epoch_sampler(dataset, context: distributed.Context, seed: int, epoch: int) -> torch.utils.data.Sampler:
@@ -32,7 +50,7 @@ def epoch_sampler(dataset, context: distributed.Context, seed: int, epoch: int) 
         )
         sampler.set_epoch(epoch)
         return sampler
-    return torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return torch.utils.data.RandomSampler(dataset, generator=epoch_generator(seed, epoch, SAMPLE_ORDER))
 
 
 def optimizer_step(loss: torch.Tensor, optimizer, scheduler, scaler: torch.amp.GradScaler) -> None:
@@ -161,11 +179,12 @@ def restore(saved: dict, run) -> None:
     restore_rng(saved, run.context)
 
 
-def run_record(run, wall_seconds: float, progress: dict) -> dict:
-    """The part of ``run.json`` both loops write for ``run``: its config and seed, its distributed
-    path (under torchrun, one process included: a process group and DDP, as on 8 GPUs), its time
-    and its speed over the training steps (``progress``: images_seen, train_seconds)."""
-    train_seconds = progress["train_seconds"]
+def run_record(run: TrainingLoop, wall_seconds: float) -> dict:
+    """The part of ``run.json`` both trainings write for ``run``: its config and seed, its
+    distributed path (under torchrun, one process included: a process group and DDP, as on 8
+    GPUs), its time, its speed over the training steps and the share of it spent waiting for data."""
+    progress = run.state
+    train_seconds = progress.train_seconds
     return {
         "config": to_dict(run.config),
         "seed": run.config.seed,
@@ -174,5 +193,184 @@ def run_record(run, wall_seconds: float, progress: dict) -> dict:
         "ddp": isinstance(run.network, DistributedDataParallel),
         "wall_seconds": wall_seconds,
         "train_seconds": train_seconds,
-        "images_per_second": progress["images_seen"] / train_seconds if train_seconds else None,
+        "images_per_second": progress.images_seen / train_seconds if train_seconds else None,
+        "data_wait_share": progress.data_seconds / train_seconds if train_seconds else None,
+        "amp": run.use_amp,
     }
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint, so a resume continues from it."""
+
+    epoch: int = 0  # the next epoch to run
+    iteration: int = 0
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    data_seconds: float = 0.0  # of train_seconds, waiting for the data loader's next batch
+    curve: list[dict] = field(default_factory=list)  # a point each validated epoch
+
+    @classmethod
+    def saved(cls, progress: dict) -> Progress:
+        """A checkpoint's progress; earlier checkpoints named the curve ``val_curve`` (training) or
+        ``top1`` (pretraining) and pretraining's had no data_seconds."""
+        progress = dict(progress)
+        for old in ("val_curve", "top1"):
+            if old in progress:
+                progress["curve"] = progress.pop(old)
+        return cls(**progress)
+
+
+class TrainingLoop:
+    """The epoch loop of both trainings: resume, epochs of optimizer steps, validation, a
+    checkpoint an epoch, the final files. `Trainer` (detectors) and `Pretrainer` (backbones) set
+    up the model, optimizer and data, and say what differs: ``loader``, ``losses``, ``validates``,
+    ``validate``, ``conflict``, ``final_report`` and ``finish`` (and ``log_losses`` to keep the
+    loss records)."""
+
+    kind = ""  # the checkpoint's kind and the command: "train" or "pretrain"
+    log_every = 50  # steps between reads of the losses (under AMP; every step without)
+
+    def __init__(self, config, out: Path, context: distributed.Context, *, progress: bool = True):
+        self.config, self.out, self.context, self.show_progress = config, Path(out), context, progress
+        self.checkpoints = RunCheckpoints(self.out, context)
+        self.log_path = self.out / "train_log.jsonl"
+        self.state = Progress()
+        torch.manual_seed(config.seed)
+
+    def place(self, model: nn.Module) -> None:
+        """``model`` on the run's device (channels-last on a GPU), under DDP with a process group."""
+        context = self.context
+        self.model = model.to(context.device)
+        if context.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.network = self.model
+        if context.distributed:
+            device_ids = [context.local_rank] if context.device.type == "cuda" else None
+            self.network = DistributedDataParallel(self.model, device_ids=device_ids)
+
+    def optimize_with(self, optimizer, scheduler, *, amp: bool) -> None:
+        """The optimizer and its per-iteration schedule; AMP (fp16 autocast, a GradScaler) on CUDA only."""
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.use_amp = amp and self.context.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(self.context.device.type, enabled=self.use_amp)
+
+    # --- what a kind of training says ---
+
+    epochs: int
+    iters_per_epoch: int
+
+    def loader(self, epoch: int) -> Iterable:
+        raise NotImplementedError
+
+    def losses(self, batch, epoch: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
+        """A batch's named loss terms (logged), the loss to step on, and its number of images."""
+        raise NotImplementedError
+
+    def validates(self, epoch: int) -> bool:
+        return True
+
+    def validate(self, epoch: int) -> dict:
+        """Evaluate after ``epoch``; a point of the curve (the main process appends it)."""
+        raise NotImplementedError
+
+    def final_report(self) -> dict:
+        """The report of a run resumed after its last epoch (it validates no more)."""
+        raise NotImplementedError
+
+    def conflict(self, saved: dict) -> str | None:
+        """Why the folder's checkpoint cannot continue this run (set aside, the run starts over), or None."""
+        return None if saved["config"] == to_dict(self.config) else "it holds a run of another config"
+
+    def checkpoint_extra(self) -> dict:
+        return {}
+
+    def log_losses(self, rows: list[dict[str, float]], epoch: int, bar) -> None:
+        """The loss terms of the steps since the last read (checked finite already)."""
+
+    def started(self, resumed: bool) -> None:
+        """After the resume, before the first epoch."""
+
+    def saved(self) -> None:
+        """After an epoch's checkpoint."""
+
+    def finish(self, report: dict, wall_seconds: float) -> None:
+        raise NotImplementedError
+
+    # --- the loop ---
+
+    def fit(self, *, restart: bool = False) -> dict:
+        """Hold the run folder (main process) and train the remaining epochs; ``restart`` sets
+        the folder's checkpoint aside first."""
+        with hold_run_folder(self.out, f"bof {self.kind}", self.context):
+            resumed = self.resume(restart=restart)
+            self.started(resumed)
+            wall_started = time.time()
+            report = None
+            for epoch in range(self.state.epoch, self.epochs):
+                self.train_epoch(epoch)
+                self.state.epoch = epoch + 1
+                if epoch + 1 == self.epochs or self.validates(epoch):
+                    report = self.validate(epoch)
+                self.save()
+                self.saved()
+                distributed.barrier(self.context)
+            if report is None:
+                report = self.final_report()
+            if self.context.is_main:
+                self.finish(report, time.time() - wall_started)
+            return report
+
+    def resume(self, *, restart: bool = False) -> bool:
+        """Continue from the folder's newest intact checkpoint. One of another config (the preset
+        changed, Snakemake reruns the job) is set aside, not lost, and the run starts over; with
+        ``restart`` the checkpoints are set aside unread (a damaged one cannot block it). The log
+        keeps what the checkpoint holds: not the lost iterations of a killed run."""
+        saved = None
+        if restart:
+            self.checkpoints.start_over("--restart", with_them=(self.log_path,))
+        else:
+            saved = self.checkpoints.load()
+        if saved is not None:
+            saved = current_format(saved, self.kind, self.checkpoints.loaded_from)
+            reason = self.conflict(saved)
+            if reason:
+                self.checkpoints.start_over(reason, with_them=(self.log_path,))
+                saved = None
+        if saved is not None:  # the random state too: the crops of `workers: 0` draw from it
+            restore(saved, self)
+            self.state = Progress.saved(saved["progress"])
+        if self.context.is_main:
+            keep_log_until(self.log_path, self.state.iteration)
+        return saved is not None
+
+    def train_epoch(self, epoch: int) -> None:
+        self.network.train()
+        bar = tqdm(
+            self.loader(epoch),
+            desc=f"{self.kind} {epoch + 1}/{self.epochs}",
+            unit="it",
+            disable=not (self.show_progress and self.context.is_main),
+            leave=False,
+        )
+        losses = LossReader(self, epoch, self.state.epoch)
+        started = waiting = time.perf_counter()
+        for batch in bar:
+            self.state.data_seconds += time.perf_counter() - waiting
+            terms, loss, images = self.losses(batch, epoch)
+            losses.add(self.state.iteration, terms)
+            optimizer_step(loss, self.optimizer, self.scheduler, self.scaler)
+            self.state.iteration += 1
+            self.state.images_seen += images * self.context.world_size
+            if len(losses) == self.log_every:
+                self.log_losses(losses.read(), epoch, bar)
+            waiting = time.perf_counter()
+        if len(losses):  # before the epoch's checkpoint
+            self.log_losses(losses.read(), epoch, bar)
+        self.state.train_seconds += time.perf_counter() - started
+
+    def save(self) -> None:
+        rng = rng_states(self.context)  # every rank's, gathered by all of them
+        if self.context.is_main:
+            saved = checkpoint(self.kind, self, rng, vars(self.state), **self.checkpoint_extra())
+            self.checkpoints.save(saved)

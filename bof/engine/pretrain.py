@@ -20,20 +20,16 @@ exactly for a given number of workers.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 from torchvision import datasets
 from torchvision.transforms import v2
-from tqdm import tqdm
 
 from bof.config import PretrainConfig, to_dict
 from bof.engine import distributed, loop
-from bof.engine.checkpoint import RunCheckpoints, rng_states, save_checkpoint
-from bof.engine.lock import hold_run_folder
+from bof.engine.checkpoint import save_checkpoint
 from bof.engine.provenance import environment
 from bof.errors import BofError, ConfigError
 from bof.io import atomic_write_json
@@ -131,43 +127,39 @@ def pretrain(config: PretrainConfig, out: str | Path, *, progress: bool = True, 
     """Pretrain (or resume) one backbone; ``restart`` sets the folder's checkpoint aside first."""
     context = distributed.setup(config.device)
     try:
-        with hold_run_folder(out, "bof pretrain", context):
-            return Pretrainer(config, Path(out), context, progress=progress).fit(restart=restart)
+        return Pretrainer(config, Path(out), context, progress=progress).fit(restart=restart)
     finally:
         distributed.teardown()
 
 
-class Pretrainer:
-    """Holds what one pretraining needs; ``fit()`` runs the remaining epochs (the detector's
-    `Trainer` has the same shape, and both share bof.engine.loop)."""
+class Pretrainer(loop.TrainingLoop):
+    """One backbone's classification pretraining, in the loop detector training runs too."""
+
+    kind = "pretrain"
+    log_every = CHECK_EVERY
 
     def __init__(self, config: PretrainConfig, out: Path, context: distributed.Context, *, progress: bool = True):
-        self.config, self.out, self.context, self.show_progress = config, out, context, progress
-        torch.manual_seed(config.seed)
+        super().__init__(config, out, context, progress=progress)
+        self.epochs = config.epochs
         self.train_set, self.val_set = image_folders(config)
         self.num_classes = len(self.train_set.classes)
-        model = classifier(config.backbone, self.num_classes, width=config.width, depth=config.depth)
-        self.model = model.to(context.device)
-        if context.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.network = DistributedDataParallel(self.model) if context.distributed else self.model
         self.per_rank = config.batch_size // context.world_size
-        iters_per_epoch = len(self.train_set) // config.batch_size
-        if iters_per_epoch < 1 or self.per_rank < 1:
+        self.iters_per_epoch = len(self.train_set) // config.batch_size
+        if self.iters_per_epoch < 1 or self.per_rank < 1:
             raise ConfigError(
                 f"pretrain.batch_size {config.batch_size} does not fit {len(self.train_set)} images on {context.world_size} processes"
             )
+        self.place(classifier(config.backbone, self.num_classes, width=config.width, depth=config.depth))
         groups = parameter_groups(self.model, config.weight_decay, decay_norm_and_bias=config.decay_norm_and_bias)
-        self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
-        self.scheduler = build_scheduler(
-            self.optimizer,
-            iters_per_epoch=iters_per_epoch,
+        sgd = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+        cosine = build_scheduler(
+            sgd,
+            iters_per_epoch=self.iters_per_epoch,
             epochs=config.epochs,
             warmup_epochs=config.warmup_epochs,
             mode="cosine",
         )
-        self.use_amp = config.amp and context.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler(context.device.type, enabled=self.use_amp)
+        self.optimize_with(sgd, cosine, amp=config.amp)
         self.mix = ClassificationMixup(config.mixup_alpha) if config.mixup else no_mixup
         self.val_loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(self.val_set, range(context.rank, len(self.val_set), context.world_size)),
@@ -176,86 +168,43 @@ class Pretrainer:
             generator=torch.Generator(),  # validating draws nothing from the global generator (the crops')
             pin_memory=context.device.type == "cuda",
         )
-        self.state = {"epoch": 0, "iteration": 0, "top1": [], "train_seconds": 0.0, "images_seen": 0}
-        self.checkpoints = RunCheckpoints(out, context)
-        self.log_path = out / "train_log.jsonl"  # one record an epoch: what `bof status` reads (no torch)
 
-    def resume(self, *, restart: bool) -> None:
-        """Continue from the folder's newest intact checkpoint, unless ``restart`` (set aside unread:
-        a damaged checkpoint cannot block it) or it holds another config (set aside)."""
-        if restart:
-            self.checkpoints.start_over("--restart", with_them=(self.log_path,))
-        saved = self.checkpoints.load()
-        if saved is not None:
-            saved = loop.current_format(saved, "pretrain", self.checkpoints.loaded_from)
-            if saved["config"] != to_dict(self.config):
-                self.checkpoints.start_over("it holds a run of another config", with_them=(self.log_path,))
-                saved = None
-        if saved is not None:  # the random state too: the crops of `workers: 0` draw from it
-            loop.restore(saved, self)
-            self.state = saved["progress"]
-        if self.context.is_main:
-            loop.keep_log_until(self.log_path, self.state["iteration"])
-
-    def train_epoch(self, epoch: int) -> None:
-        config, context, state = self.config, self.context, self.state
-        loader = torch.utils.data.DataLoader(
+    def loader(self, epoch: int) -> torch.utils.data.DataLoader:
+        config = self.config
+        return torch.utils.data.DataLoader(
             self.train_set,
             batch_size=self.per_rank,
-            sampler=loop.epoch_sampler(self.train_set, context, config.seed, epoch),
+            sampler=loop.epoch_sampler(self.train_set, self.context, config.seed, epoch),
             num_workers=config.workers,
             drop_last=True,
-            generator=torch.Generator().manual_seed(config.seed * 7919 + epoch),
-            pin_memory=context.device.type == "cuda",
+            generator=loop.epoch_generator(config.seed, epoch, loop.PRETRAIN_WORKERS),
+            pin_memory=self.context.device.type == "cuda",
         )
-        self.network.train()
-        started = time.perf_counter()
-        losses = loop.LossReader(self, epoch, state["epoch"])
-        bar = tqdm(
-            loader,
-            desc=f"pretrain {epoch + 1}/{config.epochs}",
-            disable=not (self.show_progress and context.is_main),
-            leave=False,
-        )
-        for images, labels in bar:
-            images, labels = to_device(images, context.device), labels.to(context.device, non_blocking=True)
-            targets = F.one_hot(labels, self.num_classes).float()
-            generator = generator_for(config.seed, epoch, state["iteration"], context.rank)
-            images, targets = self.mix(images, targets, generator)
-            with torch.autocast(context.device.type, dtype=torch.float16, enabled=self.use_amp):
-                loss = F.cross_entropy(self.network(images), targets, label_smoothing=config.label_smoothing)
-            losses.add(state["iteration"], {"loss": loss})
-            loop.optimizer_step(loss, self.optimizer, self.scheduler, self.scaler)
-            state["iteration"] += 1
-            state["images_seen"] += len(images) * context.world_size
-            if len(losses) == CHECK_EVERY:
-                losses.read()
-        losses.read()  # before the epoch's checkpoint
-        state["train_seconds"] += time.perf_counter() - started
 
-    def save(self) -> None:
-        rng = rng_states(self.context)  # every rank's, gathered by all of them
+    def losses(self, batch, epoch: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
+        device = self.context.device
+        images, labels = to_device(batch[0], device), batch[1].to(device, non_blocking=True)
+        targets = F.one_hot(labels, self.num_classes).float()
+        generator = generator_for(self.config.seed, epoch, self.state.iteration, self.context.rank)
+        images, targets = self.mix(images, targets, generator)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=self.use_amp):
+            loss = F.cross_entropy(self.network(images), targets, label_smoothing=self.config.label_smoothing)
+        return {"loss": loss}, loss, len(images)
+
+    def validate(self, epoch: int) -> dict:
+        """Top-1 on the val folder; a record in the log (one an epoch: what `bof status` reads,
+        without torch), written before the checkpoint: a resume drops records past it."""
+        self.state.curve.append({"epoch": epoch + 1, "top1": accuracy(self.model, self.val_loader, self.context)})
         if self.context.is_main:
-            with open(self.log_path, "a") as stream:  # before the checkpoint: a resume drops records past it
-                stream.write(json.dumps({"iteration": self.state["iteration"], **self.state["top1"][-1]}) + "\n")
-            self.checkpoints.save(loop.checkpoint("pretrain", self, rng, self.state))
+            with open(self.log_path, "a") as stream:
+                stream.write(json.dumps({"iteration": self.state.iteration, **self.state.curve[-1]}) + "\n")
+        return self.final_report()
 
-    def fit(self, *, restart: bool = False) -> dict:
-        self.resume(restart=restart)
-        wall_started = time.time()
-        for epoch in range(self.state["epoch"], self.config.epochs):
-            self.train_epoch(epoch)
-            self.state["top1"].append({"epoch": epoch + 1, "top1": accuracy(self.model, self.val_loader, self.context)})
-            self.state["epoch"] = epoch + 1
-            self.save()
-            distributed.barrier(self.context)
-        if self.context.is_main:
-            self.finish(time.time() - wall_started)
-        return {"top1": self.state["top1"][-1]["top1"], "curve": self.state["top1"]}
+    def final_report(self) -> dict:
+        return {"top1": self.state.curve[-1]["top1"], "curve": self.state.curve}
 
-    def finish(self, wall_seconds: float) -> None:
-        config, state, out = self.config, self.state, self.out
-        top1 = state["top1"][-1]["top1"]
+    def finish(self, report: dict, wall_seconds: float) -> None:
+        config, out, top1 = self.config, self.out, report["top1"]
         save_checkpoint(
             {
                 "format": BACKBONE_FORMAT,
@@ -270,11 +219,11 @@ class Pretrainer:
             },
             out / "backbone.pt",
         )
-        atomic_write_json(out / "metrics.json", {"top1": top1, "curve": state["top1"], "mixup": config.mixup})
+        atomic_write_json(out / "metrics.json", {"top1": top1, "curve": self.state.curve, "mixup": config.mixup})
         atomic_write_json(
             out / "run.json",
             {
-                **loop.run_record(self, wall_seconds, state),
+                **loop.run_record(self, wall_seconds),
                 "train_images": len(self.train_set),
                 "val_images": len(self.val_set),
                 "top1": top1,

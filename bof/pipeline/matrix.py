@@ -6,31 +6,25 @@ tricks, and whether the backbone was pretrained with mixup. Those three settle t
 its directory name (the *combo*) is a canonical slug of the differences from the
 baseline, so a combination that two tables share trains once, and ``seeds`` repeat
 every job. The Snakefile asks this module for its targets and for each job's resolved
-config; nothing here runs anything.
+config; nothing here runs anything. It reads the preset as `bof.pipeline.preset` parsed it
+(typed, frozen), never its YAML.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import shlex
 import sys
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-
-import jsonschema
-import yaml
 
 from bof.config import PretrainConfig, TrainConfig, TricksConfig, build, to_dict
 from bof.data.synth.config import SynthConfig, parse_classes
 from bof.data.voc import read_class_names
 from bof.errors import ConfigError
 from bof.evaluation.formats import voc_results_path
-
-# the preset's JSON schema, which the Snakefile validates presets against
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+from bof.pipeline.preset import PRETRAININGS, SCHEMA, BackboneSpec, Preset, ResourceRequest, TableRow, read_preset
 
 
 @dataclass(frozen=True)
@@ -45,71 +39,6 @@ class Job:
         return cls(wildcards.detector, wildcards.combo, int(wildcards.seed))
 
 
-@dataclass(frozen=True)
-class Preset:
-    """A loaded preset: its YAML as a dict plus the table definitions it uses."""
-
-    path: Path
-    raw: dict
-    tables: dict
-
-    @property
-    def name(self) -> str:
-        return self.raw["name"]
-
-    @property
-    def results(self) -> str:
-        return self.raw["results"]
-
-    @property
-    def seeds(self) -> list[int]:
-        """The seeds the pipeline trains: ``seeds``, and ``replication_seeds`` too with ``replicate``."""
-        return [seed for half in self.seed_halves[: 2 if self.raw.get("replicate") else 1] for seed in half]
-
-    @property
-    def seed_halves(self) -> list[list[int]]:
-        """``seeds`` (what ``make run`` trains) and, when the preset names them, ``replication_seeds``:
-        a second, independent set the report pools with the first and checks each verdict against."""
-        return [list(self.raw["seeds"])] + (
-            [list(self.raw["replication_seeds"])] if self.raw.get("replication_seeds") else []
-        )
-
-    def with_seeds(self, seeds: list[int]) -> Preset:
-        """This preset reading exactly ``seeds``: the report's view of one half, or of both pooled (not
-        for building jobs: pretraining takes the first of ``seeds``). It still names the replication
-        seeds when ``seeds`` holds none of them (the first half)."""
-        raw = {**self.raw, "seeds": list(seeds), "replicate": False}
-        if set(seeds) & set(raw.get("replication_seeds", [])):
-            raw.pop("replication_seeds")
-        return Preset(self.path, raw, self.tables)
-
-    @property
-    def dataset(self) -> dict:
-        return self.raw["dataset"]
-
-
-def check_keys(raw: dict, path: str | Path, schema: str | Path = SCHEMA) -> None:
-    """The preset ``raw`` against its JSON ``schema`` (jsonschema's best match), as one line naming
-    the key: Snakemake's own validation prints the whole schema with each error. An unknown key
-    is named with the keys its section knows."""
-    try:
-        checker = jsonschema.Draft202012Validator(yaml.safe_load(Path(schema).read_text()))
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{schema}: cannot read the preset schema ({error})") from None
-    error = jsonschema.exceptions.best_match(checker.iter_errors(raw))
-    if error is None:
-        return
-    where = "".join(f"{part}." for part in error.absolute_path)
-    if error.validator == "additionalProperties":
-        known = sorted(error.schema.get("properties", {}))
-        key = sorted(set(error.instance) - set(known))[0]
-    elif error.validator == "enum" and "propertyNames" in error.schema_path:
-        known, key = sorted(error.validator_value), error.instance
-    else:
-        raise ConfigError(f"{path}: {where.rstrip('.') or 'preset'}: {error.message}")
-    raise ConfigError(f"{path}: unknown key '{where}{key}' (known: {', '.join(known)})")
-
-
 def load_preset(
     path: str | Path,
     raw: dict | None = None,
@@ -117,120 +46,50 @@ def load_preset(
     default_tables: str | Path | None = None,
     schema: str | Path | None = SCHEMA,
 ) -> Preset:
-    """Read a preset (or take its already-loaded ``raw`` dict) and the tables it names:
-    ``tables_file`` relative to the preset, else ``tables.yaml`` beside it, else ``default_tables``
-    (the workflow's own, for a preset kept elsewhere). Its keys are checked against ``schema``."""
-    path = Path(path)
-    if raw is None:
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"{path}: cannot read the preset ({error})") from None
-    if schema is not None:
-        check_keys(raw, path, schema)
-    tables_path = (path.parent / raw.get("tables_file", "tables.yaml")).resolve()
-    if "tables_file" not in raw and not tables_path.exists() and default_tables is not None:
-        tables_path = Path(default_tables).resolve()
-    try:
-        all_tables = yaml.safe_load(tables_path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{tables_path}: cannot read the table definitions ({error})") from None
-    unknown = [name for name in raw["tables"] if name not in all_tables]
-    if unknown:
-        raise ConfigError(f"{path}: tables {unknown} are not defined in {tables_path}")
-    for name in raw["tables"]:
-        for row, tricks in _table_tricks(all_tables[name]):
-            _check_trick_keys(tricks, TricksConfig, f"{tables_path}: {name}: {row}", "")
-    overlap = sorted(set(raw["seeds"]) & set(raw.get("replication_seeds", [])))
-    if overlap:
-        raise ConfigError(f"{path}: replication_seeds {overlap} are also in seeds: a replication needs other seeds")
-    if raw.get("replicate") and not raw.get("replication_seeds"):
-        raise ConfigError(
-            f"{path}: replicate asks for the replication seeds, but the preset names no replication_seeds"
-        )
-    preset = Preset(path, raw, {name: _leave_out(path, name, all_tables[name], raw) for name in raw["tables"]})
+    """The typed preset (`read_preset`: its YAML, or ``raw``, with the tables it names), checked
+    here for what needs the matrix: the detectors its tables and figures name, and every job's
+    config built once, so that a bad value fails at start."""
+    preset = read_preset(path, raw, default_tables=default_tables, schema=schema)
     figure_detector(preset)
     for name, table in preset.tables.items():
-        for detector in table_detectors(table):
-            if detector not in raw["detectors"]:
-                raise ConfigError(f"{path}: {name} needs detector '{detector}', which the preset does not define")
-    for job in jobs(preset):  # builds every config once, so a bad value fails at start
+        for detector in table.detectors:
+            if detector not in preset.detectors:
+                raise ConfigError(
+                    f"{preset.path}: {name} needs detector '{detector}', which the preset does not define"
+                )
+    for job in jobs(preset):
         train_config(preset, job)
-    for detector in preset.raw["detectors"]:
+    for detector in preset.detectors:
         training_resources(preset, detector)
-    for backbone in preset.raw["pretrain"]:
+    for backbone in preset.pretrain:
         pretraining_resources(preset, backbone)
     return preset
 
 
-def _leave_out(path: Path, name: str, table: dict, raw: dict) -> dict:
-    """``table`` without the rows the preset's ``leave_out`` names for it (a budget decision the
-    preset states; REPORT.md lists what was left out)."""
-    names = raw.get("leave_out", {}).get(name, [])
-    unknown = [row for row in names if row not in [r["name"] for r in table["rows"]]]
-    if unknown:
-        raise ConfigError(f"{path}: leave_out names rows {unknown} that {name} does not have")
-    if not names:
-        return table
-    return {**table, "rows": [row for row in table["rows"] if row["name"] not in names]}
-
-
 def left_out(preset: Preset) -> dict[str, list[str]]:
     """The rows of the preset's tables that it leaves out, by table."""
-    return {name: rows for name, rows in preset.raw.get("leave_out", {}).items() if name in preset.tables and rows}
+    return {name: list(rows) for name, rows in preset.leave_out.items() if name in preset.tables and rows}
 
 
 def figure_detector(preset: Preset) -> str | None:
     """The detector of Figures 5-7: the preset's ``figures.detector``, else YOLOv3 (the paper's
     choice) when the preset defines it."""
-    detectors = preset.raw["detectors"]
-    name = preset.raw.get("figures", {}).get("detector", "yolov3" if "yolov3" in detectors else None)
-    if name is not None and name not in detectors:
+    name = preset.figures.detector
+    if name is None:
+        name = "yolov3" if "yolov3" in preset.detectors else None
+    if name is not None and name not in preset.detectors:
         raise ConfigError(f"{preset.path}: figures.detector '{name}' is not one of the preset's detectors")
     return None if name is None else canonical(preset, name)
 
 
-def table_detectors(table: dict) -> list[str]:
-    if table["kind"] == "pairs":
-        return [row["detector"] for row in table["rows"]]
-    return [table["detector"]]
-
-
 def canonical(preset: Preset, detector: str) -> str:
     seen = [detector]
-    while "same_as" in preset.raw["detectors"][detector]:
-        detector = preset.raw["detectors"][detector]["same_as"]
+    while preset.detectors[detector].same_as is not None:
+        detector = preset.detectors[detector].same_as
         if detector in seen:
             raise ConfigError(f"{preset.path}: detectors {seen} refer to each other in a loop")
         seen.append(detector)
     return detector
-
-
-def _table_tricks(table: dict) -> list[tuple[str, dict]]:
-    """Every ``tricks`` mapping a table definition holds, with where it is (``row 'name'``...)."""
-    found = [("tricks", table["tricks"])] if "tricks" in table else []
-    for key in ("rows", "columns"):
-        for entry in (entry for entry in table.get(key, []) if isinstance(entry, dict)):  # pairs' columns: titles
-            label = f"{key[:-1]} '{entry.get('name', '?')}'"
-            for side, spec in (("", entry), (" baseline", entry.get("baseline")), (" bof", entry.get("bof"))):
-                if isinstance(spec, dict) and "tricks" in spec:
-                    found.append((label + side, spec["tricks"]))
-    return found
-
-
-def _check_trick_keys(tricks, cls, where: str, prefix: str) -> None:
-    """A ``ConfigError`` naming a trick key that ``cls`` (``TricksConfig`` or one of its sections) does not
-    have: the combination's name leaves it out, so it would collide with the combination it misspells."""
-    if not isinstance(tricks, dict):
-        raise ConfigError(
-            f"{where}: tricks{'.' + prefix.rstrip('.') if prefix else ''}: expected a mapping, got {tricks!r}"
-        )
-    types = typing.get_type_hints(cls)
-    for key, value in tricks.items():
-        if key not in types:
-            raise ConfigError(f"{where}: unknown trick key '{prefix}{key}' (known: {', '.join(sorted(types))})")
-        if dataclasses.is_dataclass(types[key]):
-            _check_trick_keys(value, types[key], where, f"{prefix}{key}.")
 
 
 def _merge(base: dict, changes: dict) -> dict:
@@ -243,27 +102,17 @@ def _merge(base: dict, changes: dict) -> dict:
 def _tricks(preset: Preset, detector: str, changes: dict) -> dict:
     """The detector's baseline tricks with ``changes`` applied; the preset's random-shape
     range and mixup-off epochs fill in the details the tables leave open."""
-    spec = preset.raw["detectors"][detector]
-    tricks = _merge(spec.get("tricks", {}), changes)
+    spec = preset.detectors[detector]
+    tricks = _merge(spec.tricks, changes)
     if tricks.get("random_shapes", {}).get("enabled"):
-        tricks["random_shapes"] = _merge(spec.get("random_shapes", {}), tricks["random_shapes"])
+        tricks["random_shapes"] = _merge(spec.random_shapes, tricks["random_shapes"])
     if tricks.get("mixup", {}).get("mode", "off") != "off":
-        tricks["mixup"].setdefault("off_last_epochs", spec.get("mixup_off_last_epochs", 0))
+        tricks["mixup"].setdefault("off_last_epochs", spec.mixup_off_last_epochs)
     return tricks
 
 
-# How a cell's backbone was pretrained: the plain recipe, its mixup twin, or the control the paper
-# does not have: the plain backbone trained with the mixup twin's recipe (as long), without mixup.
-PRETRAININGS = ("plain", "mixup", "plain-long")
+# the part of a combination's name its pretraining adds (PRETRAININGS: how its backbone was pretrained)
 PRETRAINING_SLUG = {"plain": "", "mixup": "premix", "plain-long": "prelong"}
-
-
-def pretraining_of(spec: dict) -> str:
-    """A table entry's pretraining: ``pretraining: plain-long`` (a control), else ``pretrain_mixup``."""
-    pretraining = spec.get("pretraining", "mixup" if spec.get("pretrain_mixup", False) else "plain")
-    if pretraining not in PRETRAININGS:
-        raise ConfigError(f"pretraining '{pretraining}' is not one of {list(PRETRAININGS)}")
-    return pretraining
 
 
 def combo_name(tricks: TricksConfig, baseline: TricksConfig, pretraining: str) -> str:
@@ -306,25 +155,24 @@ def cell(preset: Preset, detector: str, changes: dict, pretraining: str) -> Cell
 def table_cells(preset: Preset, name: str) -> list[list[Cell]]:
     """The table's cells, row by row (``rows``: one column; ``pairs``: baseline and BoF; ``grid``: the grid)."""
     table = preset.tables[name]
-    if table["kind"] == "rows":
-        return [[cell(preset, table["detector"], row["tricks"], pretraining_of(row))] for row in table["rows"]]
-    if table["kind"] == "pairs":
+    if table.kind == "rows":
+        return [[cell(preset, table.detector, row.tricks, row.pretraining)] for row in table.rows]
+    if table.kind == "pairs":
+        return [list(pair_cells(preset, row)) for row in table.rows]
+    if table.kind == "grid":
         return [
             [
-                cell(preset, row["detector"], row["baseline"].get("tricks", {}), pretraining_of(row["baseline"])),
-                cell(preset, row["detector"], row["bof"].get("tricks", {}), pretraining_of(row["bof"])),
+                cell(preset, table.detector, _merge(table.tricks, column.tricks), row.pretraining)
+                for column in table.columns
             ]
-            for row in table["rows"]
+            for row in table.rows
         ]
-    if table["kind"] == "grid":
-        return [
-            [
-                cell(preset, table["detector"], _merge(table.get("tricks", {}), column["tricks"]), pretraining_of(row))
-                for column in table["columns"]
-            ]
-            for row in table["rows"]
-        ]
-    raise ConfigError(f"{preset.path}: table {name} has unknown kind {table['kind']!r}")
+    raise ConfigError(f"{preset.path}: table {name} has unknown kind {table.kind!r}")
+
+
+def pair_cells(preset: Preset, row: TableRow) -> tuple[Cell, Cell]:
+    """A ``pairs`` table row's baseline and freebies cells."""
+    return tuple(cell(preset, row.detector, side.tricks, side.pretraining) for side in (row.baseline, row.bof))
 
 
 @dataclass(frozen=True)
@@ -343,23 +191,23 @@ def controls(preset: Preset, name: str) -> list[Control]:
     pretraining and the columns it is run in. A control whose pretraining is the plain one's in this
     preset (no confound: the mixup twin pretrains alike) is no control, and is left out."""
     table = preset.tables[name]
-    if table["kind"] != "grid" or not table.get("controls") or not preset.raw.get("controls", False):
+    if table.kind != "grid" or not table.controls or not preset.run_controls:
         return []
     grid = table_cells(preset, name)
-    pretrainings = [pretraining_of(row) for row in table["rows"]]
+    pretrainings = [row.pretraining for row in table.rows]
     if not {"plain", "mixup"} <= set(pretrainings):
         raise ConfigError(
             f"{preset.path}: {name} has controls, but no plain and mixup backbone rows for them to separate"
         )
     plain_row, mixup_row = pretrainings.index("plain"), pretrainings.index("mixup")
-    columns = [column["name"] for column in table["columns"]]
+    columns = [column.name for column in table.columns]
     found = []
-    for spec in table["controls"]:
-        pretraining = pretraining_of(spec)
-        for column in spec["columns"]:
+    for spec in table.controls:
+        pretraining = spec.pretraining
+        for column in spec.columns:
             if column not in columns:
                 raise ConfigError(
-                    f"{preset.path}: {name}: control '{spec['name']}' names no column '{column}' of {columns}"
+                    f"{preset.path}: {name}: control '{spec.name}' names no column '{column}' of {columns}"
                 )
             c = columns.index(column)
             plain = grid[plain_row][c]
@@ -368,9 +216,9 @@ def controls(preset: Preset, name: str) -> list[Control]:
                 preset, backbone, "plain"
             ):
                 continue
-            tricks = _merge(table.get("tricks", {}), table["columns"][c]["tricks"])
-            control = cell(preset, table["detector"], tricks, pretraining)
-            found.append(Control(f"{spec['name']} / {column}", control, grid[mixup_row][c], plain))
+            tricks = _merge(table.tricks, table.columns[c].tricks)
+            control = cell(preset, table.detector, tricks, pretraining)
+            found.append(Control(f"{spec.name} / {column}", control, grid[mixup_row][c], plain))
     return found
 
 
@@ -386,19 +234,15 @@ def figure_cells(preset: Preset) -> dict[str, tuple[Cell, ...]]:
         figures.update(_figures_5_and_6(preset, detector))
     for name, of in (("figure8", "yolov3"), ("figure9", "frcnn_r50")):
         if "table4" in preset.tables:
-            row = next((r for r in preset.tables["table4"]["rows"] if r["detector"] == of), None)
+            row = next((r for r in preset.tables["table4"].rows if r.detector == of), None)
             if row is not None:
-                figures[name] = (
-                    cell(preset, of, row["baseline"].get("tricks", {}), pretraining_of(row["baseline"])),
-                    cell(preset, of, row["bof"].get("tricks", {}), pretraining_of(row["bof"])),
-                )
+                figures[name] = pair_cells(preset, row)
                 continue
-        table = {"yolov3": "table2", "frcnn_r50": "table3"}[of]
-        if table in preset.tables:
-            rows = {row["name"]: row for row in preset.tables[table]["rows"]}
+        table = preset.tables.get({"yolov3": "table2", "frcnn_r50": "table3"}[of])
+        if table is not None:
             figures[name] = (
-                cell(preset, of, rows["baseline"]["tricks"], "plain"),
-                cell(preset, of, preset.tables[table]["rows"][-1]["tricks"], "plain"),
+                cell(preset, of, table.row(table.baseline).tricks, "plain"),
+                cell(preset, of, table.rows[-1].tricks, "plain"),
             )
     bof_figure = {"yolov3": "figure8", "frcnn_r50": "figure9"}.get(detector)
     if bof_figure in figures:
@@ -427,16 +271,15 @@ def _figures_5_and_6(preset: Preset, detector: str) -> dict[str, tuple[Cell, ...
     }
     table1, stacked = ("table1", "table2") if yolo else (None, "table3")
     if table1 in preset.tables:
-        rows = preset.tables[table1]["rows"]
-        figures["figure5"] = tuple(cell(preset, detector, row["tricks"], "plain") for row in (rows[0], rows[-1]))
+        rows = preset.tables[table1].rows
+        figures["figure5"] = tuple(cell(preset, detector, row.tricks, "plain") for row in (rows[0], rows[-1]))
     if stacked in preset.tables:
-        rows = preset.tables[stacked]["rows"]
+        table = preset.tables[stacked]
         if table1 is None:  # Table 3's last two rows differ only by mixup
-            figures["figure5"] = tuple(cell(preset, detector, row["tricks"], "plain") for row in rows[-2:])
-        named = {row["name"]: row for row in rows}
-        step = "+ random training shapes" if yolo else "baseline"
+            figures["figure5"] = tuple(cell(preset, detector, row.tricks, "plain") for row in table.rows[-2:])
+        step = "+ random training shapes" if yolo else table.baseline  # the row the cosine one stacks on
         figures["figure6"] = tuple(
-            cell(preset, detector, named[name]["tricks"], "plain") for name in (step, "+ cosine lr schedule")
+            cell(preset, detector, table.row(name).tricks, "plain") for name in (step, "+ cosine lr schedule")
         )
     return figures
 
@@ -470,26 +313,26 @@ def jobs(preset: Preset) -> list[Job]:
 
 
 def data_root(preset: Preset) -> str:
-    return preset.dataset["root"]
+    return preset.dataset.root
 
 
 def val_annotations(preset: Preset) -> str:
     """COCO JSON of the validation split (converted from VOC XML when the data is VOC)."""
-    if preset.dataset["kind"] == "coco":
-        return f"{data_root(preset)}/{preset.dataset['val'][0]}"
+    if preset.dataset.kind == "coco":
+        return f"{data_root(preset)}/{preset.dataset.val[0]}"
     return f"{preset.results}/data/instances_val.json"
 
 
 def val_annotations_input(preset: Preset) -> str:
     """What the COCO evaluation waits for: the converted file, or the COCO annotations download."""
-    if preset.dataset["kind"] == "coco":
+    if preset.dataset.kind == "coco":
         return f"{data_root(preset)}/.bof/coco2017_annotations.done"
     return val_annotations(preset)
 
 
 def val_annotations_from_input(preset: Preset, annotations_input: str) -> str:
     """The COCO JSON behind :func:`val_annotations_input`'s path (itself, or the download's file)."""
-    if preset.dataset["kind"] == "coco":
+    if preset.dataset.kind == "coco":
         return val_annotations(preset)
     return annotations_input
 
@@ -522,8 +365,8 @@ def eval_dir(preset: Preset, job: Job) -> str:
 
 
 def pretrain_key(preset: Preset, detector: str) -> str | None:
-    spec = preset.raw["detectors"][canonical(preset, detector)]
-    return spec["model"]["backbone"] if spec.get("pretrained", "pipeline") == "pipeline" else None
+    spec = preset.detectors[canonical(preset, detector)]
+    return spec.model["backbone"] if spec.pretrained == "pipeline" else None
 
 
 def pretrain_dir(preset: Preset, backbone: str, pretraining: str) -> str:
@@ -555,13 +398,13 @@ def metric_targets(preset: Preset) -> list[str]:
     """Every metrics file the tables (their controls too) and Figures 8-9 read."""
     targets = set()
     wanted = [
-        (entry, table["metric"])
+        (entry, table.metric)
         for name, table in preset.tables.items()
         for row in table_cells(preset, name)
         for entry in row
     ]
     wanted += [
-        (control.cell, table["metric"]) for name, table in preset.tables.items() for control in controls(preset, name)
+        (control.cell, table.metric) for name, table in preset.tables.items() for control in controls(preset, name)
     ]
     wanted += [
         (entry, category_metric(preset))
@@ -607,7 +450,7 @@ def report_figures(preset: Preset) -> list[str]:
 
 def figure_examples(preset: Preset) -> int:
     """Test images shown in Figure 7 (``figures.examples``, 4 by default)."""
-    return int(preset.raw.get("figures", {}).get("examples", 4))
+    return int(preset.figures.examples)
 
 
 def figure_models(preset: Preset, figure: str) -> list[str]:
@@ -622,29 +465,34 @@ def figure_models(preset: Preset, figure: str) -> list[str]:
 
 def data_section(preset: Preset) -> dict:
     dataset = preset.dataset
-    if dataset["kind"] == "coco":
+    if dataset.kind == "coco":
         root = data_root(preset)
         return {
             "format": "coco",
-            "root": f"{root}/{dataset['images']['train']}",
-            "val_root": f"{root}/{dataset['images']['val']}",
-            "train": [f"{root}/{dataset['train'][0]}"],
-            "val": [f"{root}/{dataset['val'][0]}"],
+            "root": f"{root}/{dataset.images['train']}",
+            "val_root": f"{root}/{dataset.images['val']}",
+            "train": [f"{root}/{dataset.train[0]}"],
+            "val": [f"{root}/{dataset.val[0]}"],
         }
-    return {"format": "voc", "root": f"{data_root(preset)}/VOCdevkit", "train": dataset["train"], "val": dataset["val"]}
+    return {
+        "format": "voc",
+        "root": f"{data_root(preset)}/VOCdevkit",
+        "train": list(dataset.train),
+        "val": list(dataset.val),
+    }
 
 
 def anchors_path(preset: Preset, detector: str) -> str | None:
     """Where the pipeline writes a detector's k-means anchors (``model.anchors: kmeans``), or None."""
     detector = canonical(preset, detector)
-    if preset.raw["detectors"][detector]["model"].get("anchors") != "kmeans":
+    if preset.detectors[detector].model.get("anchors") != "kmeans":
         return None
     return f"{preset.results}/data/anchors_{detector}.json"
 
 
 def anchors_targets(preset: Preset) -> list[str]:
     """Every k-means anchors file the preset's detectors use (part of the data stage)."""
-    return sorted({path for detector in preset.raw["detectors"] if (path := anchors_path(preset, detector))})
+    return sorted({path for detector in preset.detectors if (path := anchors_path(preset, detector))})
 
 
 def anchors_input(preset: Preset, job: Job) -> list[str]:
@@ -654,28 +502,28 @@ def anchors_input(preset: Preset, job: Job) -> list[str]:
 
 def anchors_size(preset: Preset, detector: str) -> int:
     """The input size k-means anchors are computed at: the detector's training size."""
-    return int(preset.raw["detectors"][canonical(preset, detector)]["model"].get("input_size", 416))
+    return int(preset.detectors[canonical(preset, detector)].model.get("input_size", 416))
 
 
 def train_config(preset: Preset, job: Job) -> TrainConfig:
     entry = cells(preset)[(job.detector, job.combo)]
-    spec = preset.raw["detectors"][job.detector]
-    model = dict(spec["model"])
+    spec = preset.detectors[job.detector]
+    model = dict(spec.model)
     if model.get("anchors") == "kmeans":
         model["anchors"] = anchors_path(preset, job.detector)
     key = pretrain_key(preset, job.detector)
     if key is not None:
         model["pretrained"] = f"{pretrain_dir(preset, key, entry.pretraining)}/backbone.pt"
-    elif spec.get("pretrained") == "imagenet":
+    elif spec.pretrained == "imagenet":
         model["pretrained"] = "imagenet"
     data = {
         "seed": job.seed,
         "data": data_section(preset),
         "model": model,
         "tricks": json.loads(entry.tricks_json),
-        "augment": spec.get("augment", {}),
-        "optim": spec.get("optim", {}),
-        "run": spec.get("run", {}),
+        "augment": spec.augment,
+        "optim": spec.optim,
+        "run": spec.run,
     }
     try:
         return build(TrainConfig, data)
@@ -684,22 +532,20 @@ def train_config(preset: Preset, job: Job) -> TrainConfig:
 
 
 def pretrain_config(preset: Preset, backbone: str, pretraining: str) -> PretrainConfig:
-    spec = preset.raw["pretrain"].get(backbone)
+    spec = preset.pretrain.get(backbone)
     if spec is None:
         raise ConfigError(f"{preset.path}: no `pretrain.{backbone}` settings")
-    spec = dict(spec)
-    spec.pop("resources", None)  # the job's machine, not the recipe
+    recipe = dict(spec.recipe)
     # the mixup twin's own settings, where the recipe being reproduced differs (GluonCV's
     # darknet53-mixup.sh trained 200 epochs against darknet53.sh's 120); the plain-long control
     # takes them too, without mixup
-    mixup_recipe = spec.pop("mixup_recipe", {})
     if pretraining in ("mixup", "plain-long"):
-        spec.update(mixup_recipe)
+        recipe.update(spec.mixup_recipe)
     data = {
-        **spec,
+        **recipe,
         "backbone": backbone,
         "mixup": pretraining == "mixup",
-        "data": preset.dataset["classification"],
+        "data": preset.dataset.classification,
         "seed": preset.seeds[0],
     }
     try:
@@ -722,7 +568,7 @@ def pretrain_config_json(preset: Preset, backbone: str, pretraining: str) -> str
 def synth_options(preset: Preset) -> str:
     """``bof synth`` options of the preset's ``dataset.synth`` (shell-quoted); ``class_names``
     becomes ``--classes a,b,...``."""
-    options = dict(preset.dataset["synth"])
+    options = dict(preset.dataset.synth)
     if "class_names" in options:
         options["classes"] = ",".join(options.pop("class_names"))
     return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items())
@@ -750,7 +596,7 @@ def job_threads(preset: Preset) -> int:
     """CPU threads of each training and pretraining job that names none (``threads`` in the
     preset, default 2): on a 2-core machine, two 1-thread jobs side by side finish more work
     than one 2-thread job."""
-    return int(preset.raw.get("threads", 2))
+    return preset.threads
 
 
 @dataclass(frozen=True)
@@ -773,13 +619,12 @@ class JobResources:
         return max(1, self.cpus // self.processes - self.workers)
 
 
-def _resources(preset: Preset, section: dict, workers: int, where: str) -> JobResources:
-    spec = section.get("resources", {})
+def _resources(preset: Preset, request: ResourceRequest, workers: int, where: str) -> JobResources:
     resources = JobResources(
-        gpus=int(spec.get("gpus", 0)),
-        cpus=int(spec.get("cpus", job_threads(preset))),
-        mem_mb=int(spec.get("mem_mb", 4000)),
-        runtime=int(spec.get("runtime", 120)),
+        gpus=request.gpus,
+        cpus=job_threads(preset) if request.cpus is None else request.cpus,
+        mem_mb=request.mem_mb,
+        runtime=request.runtime,
         workers=workers,
     )
     if resources.processes * (resources.workers + 1) > resources.cpus:
@@ -792,13 +637,13 @@ def _resources(preset: Preset, section: dict, workers: int, where: str) -> JobRe
 
 def training_resources(preset: Preset, detector: str) -> JobResources:
     detector = canonical(preset, detector)
-    spec = preset.raw["detectors"][detector]
-    return _resources(preset, spec, int(spec.get("run", {}).get("workers", 2)), f"detectors.{detector}")
+    spec = preset.detectors[detector]
+    return _resources(preset, spec.resources, int(spec.run.get("workers", 2)), f"detectors.{detector}")
 
 
 def pretraining_resources(preset: Preset, backbone: str) -> JobResources:
-    spec = preset.raw["pretrain"].get(backbone, {})
-    return _resources(preset, spec, int(spec.get("workers", 4)), f"pretrain.{backbone}")
+    spec = preset.pretrain.get(backbone, BackboneSpec())
+    return _resources(preset, spec.resources, spec.workers, f"pretrain.{backbone}")
 
 
 def job_resource(preset: Preset, kind: str, name: str, *, per_attempt: bool = False):
@@ -830,11 +675,11 @@ def launcher(gpu_count: int = 0) -> str:
 def class_names(preset: Preset) -> list[str]:
     """The dataset's classes in label order, known before the dataset exists: the VOC results
     files of each training are named after them."""
-    kind = preset.dataset["kind"]
+    kind = preset.dataset.kind
     if kind == "voc":  # VOC's 20, or a devkit's own classes.txt once it is there
         return read_class_names(Path(data_section(preset)["root"]))
     if kind == "synth":
-        synth = preset.dataset["synth"]
+        synth = preset.dataset.synth
         classes = synth.get("class_names") or synth.get("classes", SynthConfig.num_classes)
         num_classes, names = parse_classes(",".join(classes) if isinstance(classes, list) else classes)
         return SynthConfig(num_classes=num_classes, class_names=names).names

@@ -145,7 +145,7 @@ def figure6(preset: Preset, folder: Path) -> list[Path]:
     """(a) the schedules of the step run's settings, at its iterations per epoch (its
     ``run.json``), (b) the step and cosine runs' validation curves, seed means."""
     step, cosine = figure_cells(preset)["figure6"]
-    spec = preset.raw["detectors"][step.detector]["optim"]
+    spec = preset.detectors[step.detector].optim
     run = read_json(record_path(preset, Job(step.detector, step.combo, preset.seeds[0]), "run.json"))
     iters = max(1, run["train_images"] // spec.get("batch_size", 16))
     paths = [

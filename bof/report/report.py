@@ -172,7 +172,7 @@ def render_report(preset: Preset, out: Path) -> Path:
     lines = [
         f"# Bag of Freebies, reproduced: preset `{preset.name}`",
         "",
-        f"Seeds: {seeds_sentence(sets, partial)} Dataset: {preset.dataset['kind']} at `{preset.dataset['root']}`. "
+        f"Seeds: {seeds_sentence(sets, partial)} Dataset: {preset.dataset.kind} at `{preset.dataset.root}`. "
         f"Runs: {facts['runs']} of {facts['expected_runs']} finished ({facts['train_hours']:.2f} h of training).",
         "",
         *[provenance_line(half, label=len(sets) > 1) for half in sets],

@@ -246,7 +246,7 @@ def control_frame(pooled: Preset, halves: list[Preset]) -> pd.DataFrame:
     equal length, and both together (the paper's comparison), pooled and per half."""
     records = []
     for name in pooled.tables:
-        metric = pooled.tables[name]["metric"]
+        metric = pooled.tables[name].metric
         for control in controls(pooled, name):
             comparisons = (
                 ("longer pretraining alone", control.cell, control.plain),

@@ -41,30 +41,24 @@ class Row:
 def table_rows(preset: Preset, name: str) -> list[Row]:
     """A table as a flat list of rows, each with the cell its delta is taken against."""
     table, grid = preset.tables[name], table_cells(preset, name)
-    if table["kind"] == "rows":
-        names = [row["name"] for row in table["rows"]]
-        base = names.index(table.get("baseline", "baseline"))
+    if table.kind == "rows":
+        base = [row.name for row in table.rows].index(table.baseline)
         return [
-            Row(row["name"], cells[0], grid[base][0], row.get("paper"), table["rows"][base].get("paper"))
-            for row, cells in zip(table["rows"], grid, strict=True)
+            Row(row.name, cells[0], grid[base][0], row.paper, table.rows[base].paper)
+            for row, cells in zip(table.rows, grid, strict=True)
         ]
-    if table["kind"] == "pairs":
+    if table.kind == "pairs":
         rows = []
-        for row, (orig, bof) in zip(table["rows"], grid, strict=True):
-            rows.append(Row(f"{row['name']}: {table['columns'][0]}", orig, orig, row["paper"][0], row["paper"][0]))
-            rows.append(Row(f"{row['name']}: {table['columns'][1]}", bof, orig, row["paper"][1], row["paper"][0]))
+        orig_title, bof_title = (column.name for column in table.columns)
+        for row, (orig, bof) in zip(table.rows, grid, strict=True):
+            rows.append(Row(f"{row.name}: {orig_title}", orig, orig, row.baseline.paper, row.baseline.paper))
+            rows.append(Row(f"{row.name}: {bof_title}", bof, orig, row.bof.paper, row.baseline.paper))
         return rows
     rows = []
-    for r, row in enumerate(table["rows"]):
-        for c, column in enumerate(table["columns"]):
+    for r, row in enumerate(table.rows):
+        for c, column in enumerate(table.columns):
             rows.append(
-                Row(
-                    f"{row['name']} / {column['name']}",
-                    grid[r][c],
-                    grid[0][0],
-                    table["paper"][r][c],
-                    table["paper"][0][0],
-                )
+                Row(f"{row.name} / {column.name}", grid[r][c], grid[0][0], table.paper[r][c], table.paper[0][0])
             )
     # a control the paper does not have: no paper value, its delta against the same baseline
     rows += [
@@ -101,7 +95,7 @@ def interval(deltas: list[float]) -> tuple[float | None, float | None]:
 
 def table_frame(preset: Preset, name: str) -> pd.DataFrame:
     """One row per table row: numbers, seeds and the runs they come from."""
-    metric = preset.tables[name]["metric"]
+    metric = preset.tables[name].metric
     records = []
     first_of: dict[tuple[Cell, Cell], str] = {}
     for row in table_rows(preset, name):
@@ -205,8 +199,8 @@ def write_table(preset: Preset, name: str, folder: Path) -> dict[str, Path]:
     from bof.io import atomic_write_text
 
     frame = table_frame(preset, name)
-    table = formatted(frame, preset.tables[name]["metric"])
-    title = preset.tables[name]["title"]
+    table = formatted(frame, preset.tables[name].metric)
+    title = preset.tables[name].title
     paths = {"md": folder / f"{name}.md", "tex": folder / f"{name}.tex", "csv": folder / f"{name}.csv"}
     atomic_write_text(paths["md"], f"**{title}**\n\n" + to_markdown(table))
     # after escape=True (which escapes _ % &), or it would escape the $ and \ of $\Delta$

@@ -24,7 +24,6 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 from torch import nn
 
@@ -33,11 +32,29 @@ from bof.errors import ConfigError
 BatchNormMode = Literal["plain", "sync", "group"]
 
 
+class AllReduceSum(torch.autograd.Function):
+    """A differentiable sum over the default process group: the sum's gradient is the sum of
+    the ranks' gradients. (What ``torch.distributed.nn.functional.all_reduce`` did; torch
+    deprecates it for a private module.)"""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
 class CPUSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are all-reduced over the default process group.
 
     Two all-reduces (the mean, then the centred sum of squares) keep the variance as
-    accurate as single-process BN; ``torch.distributed.nn`` makes them differentiable.
+    accurate as single-process BN; `AllReduceSum` makes them differentiable.
     Ranks may hold different numbers of images.
     """
 
@@ -46,10 +63,10 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         channels = x.shape[1]
         count = torch.tensor([x.numel() / channels], dtype=x.dtype, device=x.device)
-        total = dist_nn.all_reduce(torch.cat([x.sum(dim=(0, 2, 3)), count]))
+        total = AllReduceSum.apply(torch.cat([x.sum(dim=(0, 2, 3)), count]))
         mean = total[:channels] / total[channels]
         centred = x - mean[None, :, None, None]
-        var = dist_nn.all_reduce(centred.pow(2).sum(dim=(0, 2, 3))) / total[channels]
+        var = AllReduceSum.apply(centred.pow(2).sum(dim=(0, 2, 3))) / total[channels]
         if self.track_running_stats:
             with torch.no_grad():
                 n = float(total[channels])

@@ -8,8 +8,7 @@ import torch
 from conftest import tiny_pretraining
 
 from bof.config import load_config
-from bof.engine import pretrain as pretrain_module
-from bof.engine.checkpoint import load_checkpoint, save_checkpoint
+from bof.engine.checkpoint import RunCheckpoints, load_checkpoint, save_checkpoint
 from bof.engine.pretrain import pretrain
 from bof.engine.train import Trainer, train
 from bof.errors import BofError
@@ -40,7 +39,7 @@ def test_a_pretraining_checkpoint_of_the_earlier_format_resumes_to_the_same_back
     """Before: no format key, the progress under ``state``."""
     config = tiny_pretraining(tiny_synth)
     pretrain(config, tmp_path / "reference", progress=False)
-    interrupt_after_first_save(monkeypatch, pretrain_module.RunCheckpoints, "save")
+    interrupt_after_first_save(monkeypatch, RunCheckpoints, "save")
     with pytest.raises(Interrupted):
         pretrain(config, tmp_path / "earlier", progress=False)
     path = tmp_path / "earlier" / "checkpoint.pt"

@@ -18,8 +18,7 @@ import zipfile
 import pytest
 import torch
 
-from bof.engine import train as train_module
-from bof.engine.checkpoint import DamagedCheckpoint, load_checkpoint
+from bof.engine.checkpoint import DamagedCheckpoint, RunCheckpoints, load_checkpoint
 from bof.engine.lock import hold_run_folder
 from bof.engine.train import train
 from bof.errors import BofError
@@ -147,18 +146,18 @@ def test_a_failed_checkpoint_save_leaves_the_curve_and_log_at_the_checkpoint(tin
     _, config = tiny_config("yolov3")
     train(config, tmp_path / "reference", progress=False)
     out = tmp_path / "run"
-    original = train_module.RunCheckpoints.save
+    original = RunCheckpoints.save
 
     def full_disk_at_epoch_2(self, state):
         if state["progress"]["epoch"] == 2:
             raise BofError(f"{self.latest}: could not write (No space left on device)")
         original(self, state)
 
-    monkeypatch.setattr(train_module.RunCheckpoints, "save", full_disk_at_epoch_2)
+    monkeypatch.setattr(RunCheckpoints, "save", full_disk_at_epoch_2)
     with pytest.raises(BofError, match="No space left on device"):
         train(config, out, progress=False)
     assert [point["epoch"] for point in json.loads((out / "val_curve.json").read_text())] == [1]
-    monkeypatch.setattr(train_module.RunCheckpoints, "save", original)
+    monkeypatch.setattr(RunCheckpoints, "save", original)
     train(config, out, progress=False)
     assert files_of(out, *RESULTS) == files_of(tmp_path / "reference", *RESULTS)
 

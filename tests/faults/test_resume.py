@@ -16,8 +16,7 @@ import pytest
 import torch
 
 from bof.config import load_config
-from bof.engine import pretrain as pretrain_module
-from bof.engine.checkpoint import load_checkpoint
+from bof.engine.checkpoint import RunCheckpoints, load_checkpoint
 from bof.engine.pretrain import PretrainConfig, pretrain
 from bof.engine.train import Trainer, train
 
@@ -96,16 +95,16 @@ def test_an_interrupted_pretraining_resumes_to_the_same_backbone(tiny_synth, tmp
     )
     pretrain(config, tmp_path / "reference", progress=False)
 
-    original = pretrain_module.RunCheckpoints.save
+    original = RunCheckpoints.save
 
     def save_then_break(self, state):
         original(self, state)
         raise Interrupted
 
-    monkeypatch.setattr(pretrain_module.RunCheckpoints, "save", save_then_break)
+    monkeypatch.setattr(RunCheckpoints, "save", save_then_break)
     with pytest.raises(Interrupted):
         pretrain(config, tmp_path / "interrupted", progress=False)
-    monkeypatch.setattr(pretrain_module.RunCheckpoints, "save", original)
+    monkeypatch.setattr(RunCheckpoints, "save", original)
     assert load_checkpoint(tmp_path / "interrupted" / "checkpoint.pt")["progress"]["epoch"] == 1
     torch.manual_seed(12345)
     pretrain(config, tmp_path / "interrupted", progress=False)

@@ -89,7 +89,7 @@ def test_an_experiment_with_a_changed_setting_retrains_exactly_its_runs_which_st
     assert "Running stage 'train@smoke'" in log.stdout and "Running stage 'pretrain@smoke'" not in log.stdout
     assert "Ran experiment(s)" in log.stdout + log.stderr
     preset = matrix.load_preset(copy / "config" / "smoke.yaml")
-    assert preset.raw["detectors"]["frcnn_r50"]["optim"]["lr"] == 0.004  # the experiment is applied to the workspace
+    assert preset.detectors["frcnn_r50"].optim["lr"] == 0.004  # the experiment is applied to the workspace
     after = {p: p.stat().st_mtime for p in runs.rglob("model.pt")}
     assert frcnn and {p for p in before if after[p] != before[p]} == frcnn  # retrained: exactly those
     for path in frcnn:

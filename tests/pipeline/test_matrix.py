@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -55,7 +56,7 @@ def test_shared_combinations_train_once():
 def test_the_default_mini_job_trains_faster_rcnns_tables_and_figures_only():
     preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
     assert list(preset.tables) == ["table3", "table4", "table6"]
-    assert [row["detector"] for row in preset.tables["table4"]["rows"]] == ["frcnn_r50", "frcnn_r101"]
+    assert [row.detector for row in preset.tables["table4"].rows] == ["frcnn_r50", "frcnn_r101"]
     assert matrix.left_out(preset) == {"table4": ["YOLOv3"]}
     combos = {(job.detector, job.combo) for job in matrix.jobs(preset)}
     # Table 3's five rows, Table 6's two cells on the mixup-pretrained backbone (Table 4's share
@@ -396,9 +397,78 @@ def test_a_misspelt_trick_key_in_the_tables_is_named(tmp_path, table, where, tri
 
 
 def test_report_json_of_the_pipeline_matches_the_preset_file():
+    """render_report hands `bof report --preset-json` the preset as Snakemake holds it: parsed
+    again, it is the preset the Snakefile loaded (its --config overrides too)."""
+    from bof.pipeline.preset import read_preset
+
+    config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text()) | {"seeds": [4, 5]}
+    preset = matrix.load_preset(ROOT / "config" / "smoke.yaml", raw=config)
+    data = json.loads(json.dumps({"path": str(preset.path), "config": config, "tables": str(preset.tables_path)}))
+    round_trip = read_preset(data["path"], data["config"], default_tables=data["tables"])
+    assert round_trip == preset and round_trip.seeds == [4, 5]
+    assert round_trip.tables["table1"].rows[0].name == "baseline"
+
+
+def test_the_preset_is_parsed_once_into_frozen_typed_objects():
+    from bof.pipeline.preset import BackboneSpec, DetectorSpec, PairEntry, ResourceRequest, TableRow
+
+    preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
+    assert set(preset.detectors) == {"yolov3", "frcnn_r50", "frcnn_r101"}
+    assert all(isinstance(spec, DetectorSpec) for spec in preset.detectors.values())
+    assert preset.detectors["frcnn_r101"] == DetectorSpec(same_as="frcnn_r50")
+    r50 = preset.detectors["frcnn_r50"]
+    assert (r50.optim["lr"], r50.mixup_off_last_epochs, r50.pretrained, r50.resources) == (
+        0.04,
+        2,
+        "pipeline",
+        ResourceRequest(),
+    )
+    assert preset.pretrain["small_resnet"] == BackboneSpec(
+        {"crop_scale_min": 0.35, "width": 0.25, "image_size": 48, "epochs": 60, "batch_size": 64, "lr": 0.05}
+        | {"warmup_epochs": 1, "workers": 0},
+        {"epochs": 100},
+    )
+    assert (preset.run_seeds, preset.replication_seeds, preset.replicate) == ((0, 1, 2), (3, 4, 5), False)
+    assert (preset.dataset.kind, preset.dataset.train, preset.threads, preset.run_controls) == (
+        "synth",
+        ("2007:trainval",),
+        1,
+        True,
+    )
+    # every entry's pretraining resolved once, from `pretrain_mixup` or `pretraining`
+    table4, table6 = preset.tables["table4"], preset.tables["table6"]
+    assert [row.name for row in table4.rows] == ["Faster-RCNN R50", "Faster-RCNN R101"]  # YOLOv3 left out
+    assert all(isinstance(row, TableRow) for table in preset.tables.values() for row in table.rows)
+    assert table4.rows[0].baseline == PairEntry({}, "plain", 36.5)
+    assert (table4.rows[0].bof.pretraining, table4.rows[0].bof.paper) == ("mixup", 37.6)
+    assert [row.pretraining for row in table6.rows] == ["plain", "mixup"]
+    assert [(c.pretraining, c.columns) for c in table6.controls] == [("plain-long", ("-Mixup FRCNN",))]
+    assert preset.tables["table3"].row("+ cosine lr schedule").tricks == {"lr_schedule": "cosine"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        preset.results = "elsewhere"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        table4.rows[0].pretraining = "mixup"
+    replicating = preset.replicating()
+    assert replicating.seeds == [0, 1, 2, 3, 4, 5] and preset.seeds == [0, 1, 2]
+
+
+def test_a_bad_pretraining_in_the_tables_still_fails_naming_the_choices(tmp_path):
+    tables = yaml.safe_load((ROOT / "config" / "tables.yaml").read_text())
+    tables["table6"]["controls"][0]["pretraining"] = "longer"
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump(tables))
+    path = tmp_path / "mini.yaml"
+    path.write_text((ROOT / "config" / "mini.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"^pretraining 'longer' is not one of \['plain', 'mixup', 'plain-long'\]$"):
+        matrix.load_preset(path)
+
+
+def test_replicating_a_preset_without_replication_seeds_fails_naming_the_file():
     preset = matrix.load_preset(ROOT / "config" / "smoke.yaml")
-    round_trip = json.loads(json.dumps({"raw": preset.raw, "tables": preset.tables}))
-    assert round_trip["tables"]["table1"]["rows"][0]["name"] == "baseline"
+    with pytest.raises(ConfigError) as error:
+        preset.replicating()
+    assert str(error.value) == (
+        f"{preset.path}: replicate asks for the replication seeds, but the preset names no replication_seeds"
+    )
 
 
 def test_the_mixup_twin_gets_its_own_recipe():

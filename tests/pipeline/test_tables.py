@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 from scipy import stats
 
 from bof.pipeline import matrix
+from bof.pipeline.preset import DetectorSpec, parse_preset
 from bof.report.tables import table_frame, write_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,10 +24,13 @@ def preset(tmp_path):
     raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     raw["seeds"] = [0, 1, 2]
     raw["results"] = str(tmp_path / "results")
-    raw["tables"] = ["table1", "table4"]
-    return matrix.Preset(
-        tmp_path / "preset.yaml", raw, yaml.safe_load((ROOT / "config" / "tables.yaml").read_text()) | {}
-    )
+    definitions = yaml.safe_load((ROOT / "config" / "tables.yaml").read_text())
+    # every table of config/tables.yaml: each test keeps the ones it reads (`with_tables`)
+    return parse_preset(tmp_path / "preset.yaml", {**raw, "tables": list(definitions)}, definitions)
+
+
+def with_tables(preset, *names):
+    return dataclasses.replace(preset, tables={name: preset.tables[name] for name in names})
 
 
 def write_metric(preset, cell, seed, value, metric):
@@ -36,7 +41,7 @@ def write_metric(preset, cell, seed, value, metric):
 
 
 def test_means_deltas_and_intervals(preset):
-    preset = matrix.Preset(preset.path, preset.raw, {name: preset.tables[name] for name in ("table1", "table4")})
+    preset = with_tables(preset, "table1", "table4")
     rows = matrix.table_cells(preset, "table1")
     baseline = [0.50, 0.52, 0.51]
     fixed = [0.55, 0.56, 0.58]
@@ -61,7 +66,7 @@ def test_means_deltas_and_intervals(preset):
 
 
 def test_written_formats(preset, tmp_path):
-    preset = matrix.Preset(preset.path, preset.raw, {name: preset.tables[name] for name in ("table1", "table4")})
+    preset = with_tables(preset, "table1", "table4")
     rows = matrix.table_cells(preset, "table4")
     for seed in range(3):
         for orig, bof in rows:
@@ -77,7 +82,7 @@ def test_written_formats(preset, tmp_path):
 def test_reproduction_summary_counts_signs_and_intervals(preset):
     from bof.report.summary import counts, reproduction_frame, summary_markdown
 
-    preset = matrix.Preset(preset.path, preset.raw, {name: preset.tables[name] for name in ("table1", "table4")})
+    preset = with_tables(preset, "table1", "table4")
     rows = matrix.table_cells(preset, "table1")
     baseline = [0.50, 0.52, 0.51]
     for seed in range(3):
@@ -114,7 +119,7 @@ def write_curve(preset, cell, seed, values, epochs):
 def test_baselines_are_flat_when_every_seed_gained_under_a_point_in_the_last_quarter(preset):
     from bof.report.summary import convergence_frame, convergence_markdown
 
-    preset = matrix.Preset(preset.path, preset.raw, {name: preset.tables[name] for name in ("table1", "table4")})
+    preset = with_tables(preset, "table1", "table4")
     table1_base = matrix.table_cells(preset, "table1")[0][0]
     yolo_base = matrix.table_cells(preset, "table4")[2][0]  # Table 4's YOLOv3 "Orig"
     epochs = [5, 10, 15, 20]  # the last quarter starts after epoch 15
@@ -182,7 +187,7 @@ def test_a_faster_rcnn_figure_detector_draws_figure_6_and_reports_the_rows_left_
 def test_flat_means_every_seed_moved_under_a_point_either_way_and_learnt_something(preset, finals, state):
     from bof.report.summary import convergence_frame, convergence_markdown
 
-    preset = matrix.Preset(preset.path, preset.raw, {"table1": preset.tables["table1"]})
+    preset = with_tables(preset, "table1")
     base = matrix.table_cells(preset, "table1")[0][0]
     start, last = finals
     write_curve(preset, base, 0, [0.0, start / 2, start, last], [5, 10, 15, 20])
@@ -197,8 +202,8 @@ def test_an_r101_that_is_the_r50_run_is_marked_and_counted_once(preset, tmp_path
     the same pair of runs, so the table says so and the summary counts one experiment."""
     from bof.report.summary import counts, reproduction_frame, summary_markdown
 
-    assert preset.raw["detectors"]["frcnn_r101"] == {"same_as": "frcnn_r50"}
-    preset = matrix.Preset(preset.path, preset.raw, {"table4": preset.tables["table4"]})
+    assert preset.detectors["frcnn_r101"] == DetectorSpec(same_as="frcnn_r50")
+    preset = with_tables(preset, "table4")
     (r50_orig, r50_bof), (r101_orig, r101_bof), _ = matrix.table_cells(preset, "table4")
     assert (r50_orig, r50_bof) == (r101_orig, r101_bof)
     for seed in range(3):
@@ -228,7 +233,7 @@ def test_an_r101_that_is_the_r50_run_is_marked_and_counted_once(preset, tmp_path
 def test_seeds_moving_a_point_both_ways_are_unsettled(preset):
     from bof.report.summary import convergence_frame
 
-    preset = matrix.Preset(preset.path, preset.raw, {"table1": preset.tables["table1"]})
+    preset = with_tables(preset, "table1")
     base = matrix.table_cells(preset, "table1")[0][0]
     write_curve(preset, base, 0, [0.1, 0.2, 0.30, 0.312], [5, 10, 15, 20])
     write_curve(preset, base, 1, [0.1, 0.2, 0.30, 0.288], [5, 10, 15, 20])
@@ -244,7 +249,7 @@ def test_tex_is_ascii_and_csv_is_rounded_as_displayed(preset, tmp_path):
     """pdflatex without inputenc breaks on a raw Δ or ±; a CSV cell is not 1.1000000000000014 but 1.1."""
     import csv
 
-    preset = matrix.Preset(preset.path, preset.raw, {"table4": preset.tables["table4"]})
+    preset = with_tables(preset, "table4")
     (orig, bof), *_ = matrix.table_cells(preset, "table4")
     for seed in range(3):
         write_metric(preset, orig, seed, 0.30, "coco")
@@ -273,7 +278,7 @@ def test_a_mixup_backbone_pretrained_longer_is_named_beside_its_verdict(preset):
     from bof.report.summary import reproduction_frame, summary_markdown
 
     raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
-    raw["results"] = preset.raw["results"]
+    raw["results"] = preset.results
     mini = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
     frame = reproduction_frame(mini).set_index(["table", "model"])
     longer = "the mixup backbone also pretrained 100 epochs, the plain one 60"
@@ -290,8 +295,9 @@ def test_a_mixup_backbone_pretrained_longer_is_named_beside_its_verdict(preset):
 
 def two_sets(preset):
     """``preset`` with seeds 0-2 and replication seeds 3-5: the pooled view and each set's."""
-    raw = {**preset.raw, "seeds": [0, 1, 2], "replication_seeds": [3, 4, 5]}
-    declared = matrix.Preset(preset.path, raw, {name: preset.tables[name] for name in ("table1", "table4")})
+    declared = dataclasses.replace(
+        with_tables(preset, "table1", "table4"), run_seeds=(0, 1, 2), replication_seeds=(3, 4, 5)
+    )
     halves = [declared.with_seeds(seeds) for seeds in declared.seed_halves]
     return declared, declared.with_seeds(list(range(6))), halves
 
@@ -366,7 +372,7 @@ def test_the_pretraining_length_control_separates_mixup_from_length(preset):
     from bof.report.summary import control_frame, control_markdown, summary_markdown
 
     raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
-    raw["results"] = preset.raw["results"]
+    raw["results"] = preset.results
     mini = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
     (control,) = matrix.controls(mini, "table6")
     assert (control.plain.combo, control.cell.combo, control.replaces.combo) == (

@@ -115,6 +115,19 @@ def test_unweighted_and_last_epochs_without_mixup(two_image_devkit):
     assert torch.equal(image, dataset[0][0]) and target["weights"].tolist() == [1.0]
 
 
+def test_each_image_of_a_mixing_epoch_carries_the_mixups_loss_scale(two_image_devkit):
+    """GluonCV's Faster R-CNN mix_ratio travels with the data: every image of an epoch that mixes
+    has ``loss_weight`` = ``loss_scale`` (0.5), every image of one that does not has 1; so does
+    every image of a run without mixup."""
+    dataset = VOCDetection(two_image_devkit)
+    mixup = DetectionMixup(mode="fixed", weighted=False, loss_scale=0.5, off_last_epochs=1)
+    scaled = TrainingSet(dataset, identity, mixup=mixup, epochs=2, seed=0)
+    assert [scaled[SampleKey(0, index)][1]["loss_weight"] for index in range(2)] == [0.5, 0.5]
+    assert [scaled[SampleKey(1, index)][1]["loss_weight"] for index in range(2)] == [1.0, 1.0]
+    plain = TrainingSet(dataset, identity, mixup=None, epochs=2, seed=0)
+    assert [plain[SampleKey(0, index)][1]["loss_weight"] for index in range(2)] == [1.0, 1.0]
+
+
 def test_classification_mixup_pairs_the_reversed_batch():
     images = torch.arange(3 * 2 * 1 * 1, dtype=torch.float32).view(3, 2, 1, 1)
     targets = torch.eye(3)

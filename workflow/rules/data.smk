@@ -1,7 +1,7 @@
 DATA_CHECKS = [f"{RESULTS}/data/check_train.json", f"{RESULTS}/data/check_val.json"]
 
 
-if PRESET.dataset["kind"] == "synth":
+if PRESET.dataset.kind == "synth":
 
     rule synth:
         output:
@@ -36,15 +36,13 @@ else:
         params:
             root=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
             mirror=(
-                f"--mirror {PRESET.dataset['mirror']}"
-                if PRESET.dataset.get("mirror")
-                else ""
+                f"--mirror {PRESET.dataset.mirror}" if PRESET.dataset.mirror else ""
             ),
         shell:
             "{BOF} download --archive {wildcards.archive} --root {params.root:q} {params.mirror} --quiet > {log:q} 2>&1"
 
     DATASET_FILES = [
-        f"{DATA}/.bof/{archive}.done" for archive in PRESET.dataset["archives"]
+        f"{DATA}/.bof/{archive}.done" for archive in PRESET.dataset.archives
     ]
 
 

@@ -18,7 +18,7 @@ rule evaluate_voc:
     params:
         devkit=(
             matrix.voc_evaluation_arguments(PRESET)
-            if PRESET.dataset["kind"] != "coco"
+            if PRESET.dataset.kind != "coco"
             else ""
         ),
         results=lambda wildcards, input: os.path.dirname(input.results[0]),

@@ -16,9 +16,17 @@ rule render_report:
     benchmark:
         f"{RESULTS}/benchmarks/render_report.tsv"
     params:
+        # the preset as Snakemake holds it (the file with its --config overrides) and the tables it
+        # was read with: the report parses it as the Snakefile did
         preset=json.dumps(
-            {"path": str(PRESET.path), "raw": PRESET.raw, "tables": PRESET.tables}
+            {
+                "path": str(PRESET.path),
+                "config": config,
+                "tables": str(PRESET.tables_path),
+            }
         ),
+        # the definitions themselves: an edited table makes the report out of date
+        tables=Path(PRESET.tables_path).read_text(),
         staging=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "rm -rf {params.staging:q} && {BOF} report --preset-json {params.preset:q} --render-to {params.staging:q} > {log:q} 2>&1"
