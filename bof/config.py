@@ -220,7 +220,7 @@ class TricksConfig:
 
     def slugs(self) -> dict[str, str]:
         """Each trick's part of a combination's name, in the names' order: a combination is named
-        by the parts that differ from its table's baseline (bof.pipeline.matrix.combo_name). A new
+        by the parts that differ from its detector's baseline tricks (bof.pipeline.matrix.combo_name). A new
         trick is a field here, its line below, its kernels in bof/tricks and a row of tables.yaml."""
         return {
             "augmentation": "aug" if self.augmentation else "noaug",

@@ -63,7 +63,12 @@ def run(args: argparse.Namespace) -> int:
             data = json.loads(args.preset_json)
         except json.JSONDecodeError as error:
             raise BofError(f"--preset-json is not valid JSON ({error})") from None
-        preset = read_preset(data["path"], data["config"], default_tables=data["tables"])
+        if not isinstance(data, dict) or not {"path", "config", "tables"} <= set(data):
+            raise BofError(
+                "--preset-json needs an object with 'path', 'config' and 'tables' (what the pipeline passes)"
+            )
+        # the Snakefile checked the config against the schema already (which is not installed with the package)
+        preset = read_preset(data["path"], data["config"], tables=data["tables"], schema=None)
     if args.render_to is not None:
         existed = args.render_to.exists()
         try:

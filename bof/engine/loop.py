@@ -10,7 +10,7 @@ import json
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -133,7 +133,7 @@ class LossReader:
 
 # One checkpoint format for both loops; a version key, and what each kind adds beside the
 # shared part (training: its classes and backbone's hash). Earlier formats still resume.
-CHECKPOINT_FORMAT = "bof-checkpoint-2"
+CHECKPOINT_FORMAT = "bof-checkpoint-3"
 
 
 def checkpoint(kind: str, run, rng, progress: dict, **extra) -> dict:
@@ -154,15 +154,21 @@ def checkpoint(kind: str, run, rng, progress: dict, **extra) -> dict:
 
 
 def current_format(saved: dict, kind: str, path) -> dict:
-    """``saved`` in today's format: a checkpoint of bof's earlier formats (training's
-    ``bof-train-checkpoint-1``; pretraining's, without a format key, its progress under ``state``)
-    is read as one; another kind's, or anything else, is refused in one line naming the file."""
+    """``saved`` in today's format. bof's earlier formats are read as one: ``bof-checkpoint-2``
+    (either kind; the curve under ``val_curve`` or ``top1``), training's ``bof-train-checkpoint-1``,
+    pretraining's without a format key (its progress under ``state``). Another kind's, or anything
+    else, is refused in one line naming the file."""
     found = saved.get("format")
     if found == "bof-train-checkpoint-1" and kind == "train":
-        return {**saved, "format": CHECKPOINT_FORMAT, "kind": "train"}
-    if found is None and kind == "pretrain" and "state" in saved:
-        return {**saved, "format": CHECKPOINT_FORMAT, "kind": "pretrain", "progress": saved["state"]}
-    if found != CHECKPOINT_FORMAT:
+        saved = {**saved, "format": "bof-checkpoint-2", "kind": "train"}
+    elif found is None and kind == "pretrain" and "state" in saved:
+        saved = {**saved, "format": "bof-checkpoint-2", "kind": "pretrain", "progress": saved["state"]}
+    if saved.get("format") == "bof-checkpoint-2" and isinstance(saved.get("progress"), dict):
+        progress = {
+            ("curve" if key in ("val_curve", "top1") else key): value for key, value in saved["progress"].items()
+        }
+        saved = {**saved, "format": CHECKPOINT_FORMAT, "progress": progress}
+    if saved.get("format") != CHECKPOINT_FORMAT:
         raise BofError(f"{path}: not a bof {kind} checkpoint (format {found!r})")
     if saved.get("kind") != kind:
         raise BofError(f"{path}: a {saved.get('kind')} checkpoint, not a {kind} one")
@@ -211,13 +217,12 @@ class Progress:
     curve: list[dict] = field(default_factory=list)  # a point each validated epoch
 
     @classmethod
-    def saved(cls, progress: dict) -> Progress:
-        """A checkpoint's progress; earlier checkpoints named the curve ``val_curve`` (training) or
-        ``top1`` (pretraining) and pretraining's had no data_seconds."""
-        progress = dict(progress)
-        for old in ("val_curve", "top1"):
-            if old in progress:
-                progress["curve"] = progress.pop(old)
+    def read(cls, progress, path) -> Progress:
+        """A checkpoint's ``progress`` (today's format), or one line naming the file when it is not one."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(progress, dict) or not set(progress) <= set(names) or "epoch" not in progress:
+            found = sorted(progress) if isinstance(progress, dict) else type(progress).__name__
+            raise BofError(f"{path}: the checkpoint's progress holds {found}, expected {names}")
         return cls(**progress)
 
 
@@ -291,7 +296,7 @@ class TrainingLoop:
     def started(self, resumed: bool) -> None:
         """After the resume, before the first epoch."""
 
-    def saved(self) -> None:
+    def after_save(self) -> None:
         """After an epoch's checkpoint."""
 
     def finish(self, report: dict, wall_seconds: float) -> None:
@@ -313,7 +318,7 @@ class TrainingLoop:
                 if epoch + 1 == self.epochs or self.validates(epoch):
                     report = self.validate(epoch)
                 self.save()
-                self.saved()
+                self.after_save()
                 distributed.barrier(self.context)
             if report is None:
                 report = self.final_report()
@@ -339,7 +344,7 @@ class TrainingLoop:
                 saved = None
         if saved is not None:  # the random state too: the crops of `workers: 0` draw from it
             restore(saved, self)
-            self.state = Progress.saved(saved["progress"])
+            self.state = Progress.read(saved.get("progress"), self.checkpoints.loaded_from)
         if self.context.is_main:
             keep_log_until(self.log_path, self.state.iteration)
         return saved is not None

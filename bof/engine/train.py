@@ -9,7 +9,7 @@ label smoothing and mixup box weights through the model's losses, the schedule t
                      the generation before is kept as checkpoint.prev.pt
     model.pt         inference weights (plain BN) + config + classes
     config.yaml      the resolved config
-    train_log.jsonl  losses, lr and throughput every ``run.log_every`` iterations
+    train_log.jsonl  the losses (their mean) and lr every ``run.log_every`` iterations and at each epoch's end
     val_curve.json   validation metric every ``run.val_every`` epochs (Figure 6b)
     metrics.json     the final validation report
     predictions/     the final validation's detections in the ecosystem's formats (``bof predict``'s
@@ -176,7 +176,7 @@ class Trainer(loop.TrainingLoop):
         if resumed:
             print(f"resuming {self.out} at epoch {self.state.epoch + 1} (iteration {self.state.iteration})")
 
-    def saved(self) -> None:
+    def after_save(self) -> None:
         if self.context.is_main and self.state.curve:
             atomic_write_json(self.out / "val_curve.json", self.state.curve)
 

@@ -304,6 +304,16 @@ def _check_replication(path: Path, replication_seeds, replicate: bool) -> None:
         )
 
 
+def _table(name: str, definitions: dict, leave_out: dict, tables_path: Path) -> Table:
+    """`parse_table`, its errors naming the definitions' file and the table."""
+    try:
+        return parse_table(name, definitions[name], list(leave_out.get(name, ())))
+    except KeyError as error:
+        raise ConfigError(f"{tables_path}: {name}: a table entry has no {error}") from None
+    except ConfigError as error:
+        raise ConfigError(f"{tables_path}: {name}: {error}") from None
+
+
 def parse_preset(path: Path, raw: dict, definitions: dict, tables_path: Path | None = None) -> Preset:
     """The typed preset of ``raw`` (its YAML, checked) with the tables it names of ``definitions``."""
     leave_out = {name: tuple(rows) for name, rows in raw.get("leave_out", {}).items()}
@@ -315,7 +325,7 @@ def parse_preset(path: Path, raw: dict, definitions: dict, tables_path: Path | N
         dataset=Dataset.parse(raw["dataset"]),
         detectors={name: DetectorSpec.parse(section) for name, section in raw["detectors"].items()},
         pretrain={name: BackboneSpec.parse(section) for name, section in raw["pretrain"].items()},
-        tables={name: parse_table(name, definitions[name], list(leave_out.get(name, ()))) for name in raw["tables"]},
+        tables={name: _table(name, definitions, leave_out, tables_path or path) for name in raw["tables"]},
         replication_seeds=tuple(raw.get("replication_seeds", ())),
         replicate=bool(raw.get("replicate", False)),
         leave_out=leave_out,
@@ -357,11 +367,13 @@ def read_preset(
     *,
     default_tables: str | Path | None = None,
     schema: str | Path | None = SCHEMA,
+    tables: str | Path | None = None,
 ) -> Preset:
-    """Read a preset (or take its already-loaded ``raw`` dict) and the tables it names:
-    ``tables_file`` relative to the preset, else ``tables.yaml`` beside it, else ``default_tables``
-    (the workflow's own, for a preset kept elsewhere). Its keys are checked against ``schema``,
-    the tables' trick keys against `TricksConfig`. ``matrix.load_preset`` checks the rest."""
+    """Read a preset (or take its already-loaded ``raw`` dict) and the tables it names: from
+    ``tables`` when given (the file the pipeline read them from), else ``tables_file`` relative to
+    the preset, else ``tables.yaml`` beside it, else ``default_tables`` (the workflow's own, for a
+    preset kept elsewhere). Its keys are checked against ``schema`` (None: checked already), the
+    tables' trick keys against `TricksConfig`. ``matrix.load_preset`` checks the rest."""
     path = Path(path)
     if raw is None:
         try:
@@ -373,6 +385,8 @@ def read_preset(
     tables_path = (path.parent / raw.get("tables_file", "tables.yaml")).resolve()
     if "tables_file" not in raw and not tables_path.exists() and default_tables is not None:
         tables_path = Path(default_tables).resolve()
+    if tables is not None:
+        tables_path = Path(tables).resolve()
     try:
         definitions = yaml.safe_load(tables_path.read_text())
     except (OSError, yaml.YAMLError) as error:

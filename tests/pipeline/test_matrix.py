@@ -404,9 +404,24 @@ def test_report_json_of_the_pipeline_matches_the_preset_file():
     config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text()) | {"seeds": [4, 5]}
     preset = matrix.load_preset(ROOT / "config" / "smoke.yaml", raw=config)
     data = json.loads(json.dumps({"path": str(preset.path), "config": config, "tables": str(preset.tables_path)}))
-    round_trip = read_preset(data["path"], data["config"], default_tables=data["tables"])
+    round_trip = read_preset(data["path"], data["config"], tables=data["tables"], schema=None)  # as `bof report` does
     assert round_trip == preset and round_trip.seeds == [4, 5]
     assert round_trip.tables["table1"].rows[0].name == "baseline"
+
+
+def test_report_json_without_its_keys_is_refused_in_one_line():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bof", "report", "--preset-json", '{"path": "config/smoke.yaml"}', "--render-to", "x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "bof report: error: --preset-json needs an object with 'path', 'config' and 'tables' (what the pipeline passes)"
+    )
 
 
 def test_the_preset_is_parsed_once_into_frozen_typed_objects():
@@ -458,8 +473,22 @@ def test_a_bad_pretraining_in_the_tables_still_fails_naming_the_choices(tmp_path
     (tmp_path / "tables.yaml").write_text(yaml.safe_dump(tables))
     path = tmp_path / "mini.yaml"
     path.write_text((ROOT / "config" / "mini.yaml").read_text())
-    with pytest.raises(ConfigError, match=r"^pretraining 'longer' is not one of \['plain', 'mixup', 'plain-long'\]$"):
+    with pytest.raises(ConfigError) as error:
         matrix.load_preset(path)
+    assert str(error.value) == (
+        f"{tmp_path / 'tables.yaml'}: table6: pretraining 'longer' is not one of ['plain', 'mixup', 'plain-long']"
+    )
+
+
+def test_a_table_without_a_required_key_names_the_file_and_the_table(tmp_path):
+    tables = yaml.safe_load((ROOT / "config" / "tables.yaml").read_text())
+    del tables["table3"]["title"]
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump(tables))
+    path = tmp_path / "mini.yaml"
+    path.write_text((ROOT / "config" / "mini.yaml").read_text())
+    with pytest.raises(ConfigError) as error:
+        matrix.load_preset(path)
+    assert str(error.value) == f"{tmp_path / 'tables.yaml'}: table3: a table entry has no 'title'"
 
 
 def test_replicating_a_preset_without_replication_seeds_fails_naming_the_file():
