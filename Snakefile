@@ -7,6 +7,7 @@
 # The logic lives in the bof package (bof.pipeline.matrix); the rules only wire it.
 import json
 import os
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -45,6 +46,10 @@ PRESET = matrix.load_preset(
     default_tables=Path(workflow.basedir) / "config" / "tables.yaml",
     schema=None,  # checked above
 )
+# what the preset needs from outside (ImageNet for a pretraining, a writable results folder):
+# stop here, before any job, with one line each
+if matrix.preflight(PRESET):
+    raise matrix.ConfigError("\n".join(matrix.preflight(PRESET)))
 RESULTS = PRESET.results
 DATA = matrix.data_root(PRESET)
 # a training's folder, with {detector}, {combo} and {seed} as wildcards

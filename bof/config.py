@@ -23,6 +23,7 @@ from bof.io import finite_float
 
 # The detectors' largest feature stride: input sizes and random training shapes are multiples of it.
 STRIDE = 32
+PUBLISHED_BACKBONES = ("darknet53", "resnet50", "resnet101")  # with published ImageNet weights (bof.models.published)
 
 # The largest seed: every use survives it (``torch.Generator().manual_seed(seed * 100_003 + epoch)``
 # must stay below 2**64; numpy's SeedSequence and legacy seeding take 32-bit words).
@@ -81,7 +82,7 @@ class ModelConfig:
     input_size: int = 416  # YOLOv3 test size (and training size without random shapes)
     min_size: int = 600  # Faster R-CNN shorter side
     max_size: int = 1000  # Faster R-CNN longer side at most
-    # a `bof pretrain` backbone.pt, "imagenet" (torchvision's ResNet weights, needs internet), or none
+    # a `bof pretrain` backbone.pt, "imagenet" (the published weights, bof.models.published), or none
     pretrained: str | None = None
     # YOLOv3: start objectness at this probability (not the reference's 0.5; for CPU presets)
     objectness_prior: float | None = None
@@ -107,10 +108,12 @@ class ModelConfig:
             raise ConfigError(f"model.input_size must be a positive multiple of {STRIDE}, got {self.input_size}")
         if self.objectness_prior is not None and not 0 < self.objectness_prior < 1:
             raise ConfigError(f"model.objectness_prior must be in (0, 1), got {self.objectness_prior}")
-        if self.pretrained == "imagenet" and self.backbone not in ("resnet50", "resnet101"):
+        if self.pretrained == "imagenet" and self.backbone not in PUBLISHED_BACKBONES:
             raise ConfigError(
-                f"model.pretrained: torchvision has ImageNet weights for resnet50/resnet101 only, not {self.backbone}"
+                f"model.pretrained: published ImageNet weights exist for {', '.join(PUBLISHED_BACKBONES)}, not {self.backbone}"
             )
+        if self.pretrained == "imagenet" and (self.width, self.depth) != (1.0, 1.0):
+            raise ConfigError("model.pretrained: the published ImageNet weights are for width 1 and depth 1")
         if self.nms_iou is not None and not 0 < self.nms_iou <= 1:
             raise ConfigError(f"model.nms_iou must be in (0, 1], got {self.nms_iou}")
         if not self.rpn_min_size >= 0 or self.rpn_test_proposals < 1:

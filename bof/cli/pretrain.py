@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from bof.cli.evaluate import percent
-from bof.cli.train import add_run_arguments
+from bof.cli.train import add_run_arguments, attempt_of
 from bof.config import PretrainConfig, load_config
 
 
@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bof.engine.pretrain import pretrain
 
-    config = load_config(args.config, args.overrides, cls=PretrainConfig, text=args.config_json)
-    result = pretrain(config, args.out, progress=not args.quiet, restart=args.restart)
+    with attempt_of(args.out, args.attempt):
+        config = load_config(args.config, args.overrides, cls=PretrainConfig, text=args.config_json)
+        result = pretrain(config, args.out, progress=not args.quiet, restart=args.restart)
     print(f"{args.out}: top-1 {percent(result['top1'])}")
     return 0

@@ -7,10 +7,13 @@ Launch with ``torchrun --nproc_per_node N -m bof train ...`` for several process
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from pathlib import Path
 
 from bof.cli.evaluate import percent
 from bof.config import load_config
+from bof.errors import FAILED_ON_INPUT, BofError
+from bof.io import atomic_write_text
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,13 +49,39 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, config_help: str) -> N
     )
     parser.add_argument("--restart", action="store_true", help="set the run folder's checkpoint aside and start over")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--attempt",
+        type=int,
+        default=1,
+        help="the scheduler's attempt (the pipeline passes it): after an attempt 1 that failed on its input or "
+        "config, a retry stops at once instead of failing alike with more memory and time",
+    )
+
+
+@contextmanager
+def attempt_of(out: Path, attempt: int):
+    """Run a job's ``attempt``: the first records a `BofError` (bad input or config: a retry repeats
+    it) in the run folder; a later one finding that record stops at once, naming it."""
+    marker = Path(out) / FAILED_ON_INPUT
+    if attempt <= 1:
+        marker.unlink(missing_ok=True)
+    elif marker.exists():
+        raise BofError(f"attempt 1 failed on its input or config, a retry would too: {marker.read_text().strip()}")
+    try:
+        yield
+    except BofError as error:
+        if attempt <= 1:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(marker, f"{error}\n")
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
     from bof.engine.train import train
 
-    config = load_config(args.config, args.overrides, text=args.config_json)
-    report = train(config, args.out, progress=not args.quiet, restart=args.restart)
+    with attempt_of(args.out, args.attempt):
+        config = load_config(args.config, args.overrides, text=args.config_json)
+        report = train(config, args.out, progress=not args.quiet, restart=args.restart)
     if report.get("metric_name"):
         print(f"{args.out}: {report['metric_name']} {percent(report['value'])}")
     return 0

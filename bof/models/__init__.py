@@ -10,6 +10,7 @@ from bof.errors import ConfigError
 from bof.models.anchors import read_anchors
 from bof.models.darknet import Classifier, Darknet53
 from bof.models.faster_rcnn import FasterRCNN, backbone_state, faster_rcnn, resnet_body
+from bof.models.published import load_published
 from bof.models.yolov3 import PAPER_ANCHORS, YOLOv3
 from bof.tricks.label_smoothing import default_sigmoid_eps
 
@@ -64,7 +65,7 @@ def build_yolov3(config: TrainConfig, num_classes: int, pretrained: dict | None)
     if pretrained is not None:
         model.backbone.load_state_dict(_check_pretrained(pretrained, config))
     elif config.model.pretrained == "imagenet":
-        raise ConfigError("model.pretrained: torchvision has no ImageNet Darknet-53; pretrain it with `bof pretrain`")
+        load_published("darknet53", model.backbone)
     return model
 
 
@@ -76,9 +77,7 @@ def build_faster_rcnn(config: TrainConfig, num_classes: int, pretrained: dict | 
         if pretrained is not None:
             body.load_state_dict(_check_pretrained(pretrained, config), strict=False)
         else:
-            from torchvision.models import get_model
-
-            body.load_state_dict(get_model(backbone, weights="IMAGENET1K_V1").state_dict())
+            load_published(backbone, body)
     return faster_rcnn(
         num_classes,
         backbone=backbone,

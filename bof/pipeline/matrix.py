@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 from bof.config import PretrainConfig, TrainConfig, TricksConfig, build, to_dict
 from bof.data.synth.config import SynthConfig, parse_classes
 from bof.data.voc import read_class_names
-from bof.errors import ConfigError
+from bof.errors import FAILED_ON_INPUT, ConfigError
 from bof.evaluation.formats import voc_results_path
 from bof.pipeline.preset import PRETRAININGS, SCHEMA, BackboneSpec, Preset, ResourceRequest, TableRow, read_preset
 
@@ -111,8 +112,16 @@ def _tricks(preset: Preset, detector: str, changes: dict) -> dict:
     return tricks
 
 
-# the part of a combination's name its pretraining adds (PRETRAININGS: how its backbone was pretrained)
-PRETRAINING_SLUG = {"plain": "", "mixup": "premix", "plain-long": "prelong"}
+# the part of a combination's name its pretraining adds (PRETRAININGS: how its backbone was
+# pretrained; "published": the publisher's ImageNet weights, bof.models.published). A detector
+# that starts from published weights names its pipeline-pretrained plain cells (Tables 5-6) apart.
+PRETRAINING_SLUG = {
+    "plain": "",
+    "mixup": "premix",
+    "plain-long": "prelong",
+    "published": "",
+    "pipeline-plain": "preplain",
+}
 
 
 def combo_name(tricks: TricksConfig, baseline: TricksConfig, pretraining: str) -> str:
@@ -134,19 +143,29 @@ class Cell:
     detector: str
     combo: str
     tricks_json: str  # the effective tricks, JSON (hashable)
-    pretraining: str  # one of PRETRAININGS
+    pretraining: str  # one of PRETRAININGS, or "published"
 
     @property
     def pretrain_mixup(self) -> bool:
         return self.pretraining == "mixup"
 
 
-def cell(preset: Preset, detector: str, changes: dict, pretraining: str) -> Cell:
+def cell(preset: Preset, detector: str, changes: dict, pretraining: str, *, pipeline: bool = False) -> Cell:
+    """The cell of ``detector`` with ``changes`` to its baseline tricks. When the detector says
+    ``pretrained: imagenet`` its backbone is the published one, unless ``pipeline`` (the cells of a
+    grid table, Tables 5-6, which compare the pipeline's pretrainings): also where a table asks for
+    a mixup-pretrained backbone (Table 4's BoF column), which nobody publishes (docs/fidelity.md)."""
     detector = canonical(preset, detector)
+    publishes = preset.detectors[detector].pretrained == "imagenet"
+    slug = pretraining
+    if publishes and not pipeline and pretraining in ("plain", "mixup"):
+        pretraining = slug = "published"
+    elif publishes and pretraining == "plain":
+        slug = "pipeline-plain"
     tricks = _tricks(preset, detector, changes)
     baseline = _tricks(preset, detector, {})
     try:
-        name = combo_name(build(TricksConfig, tricks, "tricks"), build(TricksConfig, baseline, "tricks"), pretraining)
+        name = combo_name(build(TricksConfig, tricks, "tricks"), build(TricksConfig, baseline, "tricks"), slug)
     except ConfigError as error:
         raise ConfigError(f"{preset.path}: {detector}: {error}") from None
     return Cell(detector, name, json.dumps(tricks, sort_keys=True), pretraining)
@@ -162,7 +181,7 @@ def table_cells(preset: Preset, name: str) -> list[list[Cell]]:
     if table.kind == "grid":
         return [
             [
-                cell(preset, table.detector, _merge(table.tricks, column.tricks), row.pretraining)
+                cell(preset, table.detector, _merge(table.tricks, column.tricks), row.pretraining, pipeline=True)
                 for column in table.columns
             ]
             for row in table.rows
@@ -217,7 +236,7 @@ def controls(preset: Preset, name: str) -> list[Control]:
             ):
                 continue
             tricks = _merge(table.tricks, table.columns[c].tricks)
-            control = cell(preset, table.detector, tricks, pretraining)
+            control = cell(preset, table.detector, tricks, pretraining, pipeline=True)
             found.append(Control(f"{spec.name} / {column}", control, grid[mixup_row][c], plain))
     return found
 
@@ -365,8 +384,15 @@ def eval_dir(preset: Preset, job: Job) -> str:
 
 
 def pretrain_key(preset: Preset, detector: str) -> str | None:
+    """The backbone the pipeline pretrains for ``detector`` (for every cell, or with published
+    weights for the grid tables' only), or None (``pretrained: none``)."""
     spec = preset.detectors[canonical(preset, detector)]
-    return spec.model["backbone"] if spec.pretrained == "pipeline" else None
+    return spec.model["backbone"] if spec.pretrained in ("pipeline", "imagenet") else None
+
+
+def cell_backbone(preset: Preset, entry: Cell) -> str | None:
+    """The pipeline pretraining ``entry`` starts from, or None (published or no weights)."""
+    return None if entry.pretraining == "published" else pretrain_key(preset, entry.detector)
 
 
 def pretrain_dir(preset: Preset, backbone: str, pretraining: str) -> str:
@@ -378,9 +404,9 @@ def pretrain_jobs(preset: Preset) -> list[tuple[str, str]]:
     """(backbone, pretraining) of every backbone the preset's cells start from."""
     needed = set()
     for entry in cells(preset).values():
-        key = pretrain_key(preset, entry.detector)
+        key = cell_backbone(preset, entry)
         if key is None:
-            if entry.pretraining != "plain":
+            if entry.pretraining not in ("plain", "published"):
                 raise ConfigError(
                     f"{preset.path}: {entry.detector} uses fixed pretrained weights, but a table needs a "
                     f"{entry.pretraining}-pretrained backbone"
@@ -511,10 +537,10 @@ def train_config(preset: Preset, job: Job) -> TrainConfig:
     model = dict(spec.model)
     if model.get("anchors") == "kmeans":
         model["anchors"] = anchors_path(preset, job.detector)
-    key = pretrain_key(preset, job.detector)
+    key = cell_backbone(preset, entry)
     if key is not None:
         model["pretrained"] = f"{pretrain_dir(preset, key, entry.pretraining)}/backbone.pt"
-    elif spec.pretrained == "imagenet":
+    elif entry.pretraining == "published":
         model["pretrained"] = "imagenet"
     data = {
         "seed": job.seed,
@@ -585,11 +611,59 @@ def check_arguments(preset: Preset, split: str) -> str:
 
 
 def pretrained_input(preset: Preset, job: Job) -> list[str]:
-    """The backbone file a training job needs from the pretrain rule (none for fixed weights)."""
-    key = pretrain_key(preset, job.detector)
-    if key is None:
-        return []
-    return [f"{pretrain_dir(preset, key, cells(preset)[(job.detector, job.combo)].pretraining)}/backbone.pt"]
+    """The backbone file a training job needs: the pretrain rule's, or the published weights
+    (`published_backbone`); none without pretrained weights."""
+    entry = cells(preset)[(job.detector, job.combo)]
+    key = cell_backbone(preset, entry)
+    if key is not None:
+        return [f"{pretrain_dir(preset, key, entry.pretraining)}/backbone.pt"]
+    if entry.pretraining == "published":
+        return [published_path(preset.detectors[job.detector].model["backbone"])]
+    return []
+
+
+# the file names of the published weights, as bof.models.published downloads them (no torch here)
+PUBLISHED_FILES = {
+    "darknet53": "darknet53.conv.74",
+    "resnet50": "resnet50-0676ba61.pth",
+    "resnet101": "resnet101-63fe2227.pth",
+}
+
+
+def published_dir() -> str:
+    """Where `bof fetch-backbone` puts the published weights and training reads them: torch.hub's
+    checkpoint cache (``$TORCH_HOME/hub/checkpoints``, by torch's rule, found without torch)."""
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return os.path.join(os.path.expanduser(home), "hub", "checkpoints")
+
+
+def published_path(backbone: str) -> str:
+    return os.path.join(published_dir(), PUBLISHED_FILES[backbone])
+
+
+def published_backbone(file: str) -> str:
+    """The backbone whose published weights file is ``file``."""
+    return {name: backbone for backbone, name in PUBLISHED_FILES.items()}[file]
+
+
+def preflight(preset: Preset) -> list[str]:
+    """What the preset needs from outside the pipeline and does not have, one line each, for the
+    Snakefile to stop on before any job starts (``snakemake -n`` included): ImageNet when a
+    pretraining is in the DAG (the synthetic presets make their own), a writable results folder."""
+    problems = []
+    pretrainings = pretrain_jobs(preset)
+    classification = Path(preset.dataset.classification)
+    if pretrainings and preset.dataset.kind != "synth" and not (classification / "train").is_dir():
+        asked = sorted({backbone for backbone, _ in pretrainings})
+        problems.append(
+            f"{preset.path}: its tables pretrain {', '.join(asked)} on ImageNet, which is not at {classification} "
+            f"(dataset.classification: ImageNet in ImageFolder layout, train/<class>/ and val/<class>/)"
+        )
+    results = Path(preset.results).absolute()
+    existing = next(parent for parent in (results, *results.parents) if parent.exists())
+    if not os.access(existing, os.W_OK):
+        problems.append(f"{preset.path}: results folder {results} cannot be written ({existing} is not writable)")
+    return problems
 
 
 def job_threads(preset: Preset) -> int:
@@ -649,7 +723,8 @@ def pretraining_resources(preset: Preset, backbone: str) -> JobResources:
 def job_resource(preset: Preset, kind: str, name: str, *, per_attempt: bool = False):
     """A rule's ``name`` resource (a field of `JobResources`) for its job, as the callable Snakemake
     takes: ``kind`` "train" reads the {detector} wildcard, "pretrain" the {backbone}; with
-    ``per_attempt`` a retry asks for the first attempt's amount times the attempt."""
+    ``per_attempt`` a retry asks for the first attempt's amount times the attempt, unless the first
+    failed on its input or config (`FAILED_ON_INPUT` in the job's folder: more will not help)."""
     if kind not in ("train", "pretrain"):
         raise ValueError(f"job_resource: kind must be 'train' or 'pretrain', got {kind!r}")
     resources_of = training_resources if kind == "train" else pretraining_resources
@@ -658,9 +733,21 @@ def job_resource(preset: Preset, kind: str, name: str, *, per_attempt: bool = Fa
     def amount(wildcards) -> int:
         return getattr(resources_of(preset, getattr(wildcards, wildcard)), name)
 
+    def folder(wildcards) -> str:
+        if kind == "train":
+            return run_dir(preset, Job.of(wildcards))
+        return pretrain_dir(preset, wildcards.backbone, wildcards.variant)
+
     if per_attempt:
-        return lambda wildcards, attempt: attempt * amount(wildcards)
+        return lambda wildcards, attempt: (
+            amount(wildcards) if failed_on_input(folder(wildcards)) else attempt * amount(wildcards)
+        )
     return amount
+
+
+def failed_on_input(folder: str) -> bool:
+    """Whether the job of ``folder`` failed on its input or config (a retry would fail alike)."""
+    return os.path.exists(os.path.join(folder, FAILED_ON_INPUT))
 
 
 def launcher(gpu_count: int = 0) -> str:

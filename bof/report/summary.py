@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bof.io import read_json
-from bof.pipeline.matrix import Cell, Job, Preset, controls, left_out, pretrain_config, pretrain_key, record_path
+from bof.pipeline.matrix import Cell, Job, Preset, cell_backbone, controls, left_out, pretrain_config, record_path
 from bof.report.tables import interval, paired_deltas, table_frame, table_rows
 
 # A run counts as converged when its validation metric moved less than this many points, up or
@@ -101,7 +101,7 @@ def pretraining_confound(preset: Preset, cell: Cell, baseline: Cell) -> str | No
     """What else differs between a row and its baseline when one has the mixup-pretrained backbone:
     the preset's mixup twin may pretrain longer (GluonCV's did: 200 epochs against 120), so the
     delta measures mixup in pretraining and a longer pretraining together."""
-    backbone = pretrain_key(preset, cell.detector)
+    backbone = cell_backbone(preset, cell)
     if cell.pretrain_mixup == baseline.pretrain_mixup or backbone is None:
         return None
     plain, mixed = (pretrain_config(preset, backbone, pretraining).epochs for pretraining in ("plain", "mixup"))

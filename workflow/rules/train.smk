@@ -25,6 +25,8 @@ rule train:
         cpus_per_task=matrix.job_resource(PRESET, "train", "cpus"),
         mem_mb=matrix.job_resource(PRESET, "train", "mem_mb", per_attempt=True),
         runtime=matrix.job_resource(PRESET, "train", "runtime", per_attempt=True),
+        # the retry's number, for bof to stop at once after a first attempt that failed on its input
+        attempt=lambda wildcards, attempt: attempt,
     params:
         config=lambda wildcards: matrix.train_config_json(
             PRESET, matrix.Job.of(wildcards)
@@ -33,7 +35,7 @@ rule train:
         launcher=lambda wildcards, resources: matrix.launcher(resources.gpu),
         omp=matrix.job_resource(PRESET, "train", "threads_per_process"),
     shell:
-        "OMP_NUM_THREADS={params.omp} {params.launcher} train --config-json {params.config:q} --out {params.out:q} --quiet {RESTART} > {log:q} 2>&1"
+        "OMP_NUM_THREADS={params.omp} {params.launcher} train --config-json {params.config:q} --out {params.out:q} --quiet --attempt {resources.attempt} {RESTART} > {log:q} 2>&1"
 
 
 rule train_all:
