@@ -8,6 +8,7 @@
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -46,10 +47,13 @@ PRESET = matrix.load_preset(
     default_tables=Path(workflow.basedir) / "config" / "tables.yaml",
     schema=None,  # checked above
 )
-# what the preset needs from outside (ImageNet for a pretraining, a writable results folder):
-# stop here, before any job, with one line each
+# what the preset needs from outside: a writable results folder (stop here, before any job, in one
+# line), published weights bof cannot fetch itself (said; their job fails saying the same), and
+# ImageNet where a pretraining is in the DAG (the pretrain rule's input)
 if matrix.preflight(PRESET):
     raise matrix.ConfigError("\n".join(matrix.preflight(PRESET)))
+for line in matrix.published_missing(PRESET):
+    print(f"bof: {line}", file=sys.stderr)
 RESULTS = PRESET.results
 DATA = matrix.data_root(PRESET)
 # a training's folder, with {detector}, {combo} and {seed} as wildcards

@@ -7,12 +7,13 @@ Launch with ``torchrun --nproc_per_node N -m bof train ...`` for several process
 from __future__ import annotations
 
 import argparse
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from bof.cli.evaluate import percent
 from bof.config import load_config
-from bof.errors import FAILED_ON_INPUT, BofError
+from bof.errors import FAILED_ON_INPUT, BofError, ConfigError, DatasetError
 from bof.io import atomic_write_text
 
 
@@ -60,16 +61,18 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, config_help: str) -> N
 
 @contextmanager
 def attempt_of(out: Path, attempt: int):
-    """Run a job's ``attempt``: the first records a `BofError` (bad input or config: a retry repeats
-    it) in the run folder; a later one finding that record stops at once, naming it."""
+    """Run a job's ``attempt``: the first records a bad input or config (`ConfigError`,
+    `DatasetError`: a retry repeats it; not a transient fault such as a full disk or a held run
+    folder) in the run folder; a later one finding that record stops at once, naming it."""
     marker = Path(out) / FAILED_ON_INPUT
     if attempt <= 1:
-        marker.unlink(missing_ok=True)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun: one process clears it, before any can fail
+            marker.unlink(missing_ok=True)
     elif marker.exists():
         raise BofError(f"attempt 1 failed on its input or config, a retry would too: {marker.read_text().strip()}")
     try:
         yield
-    except BofError as error:
+    except (ConfigError, DatasetError) as error:
         if attempt <= 1:
             marker.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(marker, f"{error}\n")

@@ -44,7 +44,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, TrainConfig, list[str]]:
     if "anchors" in saved["model"]:
         anchors = tuple(tuple(pair) for pair in saved["model"]["anchors"].tolist())
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, anchors=anchors))
-    model = build_detector(config, len(saved["classes"]))
+    model = build_detector(config, len(saved["classes"]), load_published_weights=False)
     model.load_state_dict(saved["model"])
     return model.eval(), config, saved["classes"]
 

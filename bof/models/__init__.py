@@ -50,7 +50,10 @@ def yolov3_anchors(config: TrainConfig) -> tuple[tuple[float, float], ...]:
     return read_anchors(anchors) if isinstance(anchors, str) else anchors
 
 
-def build_yolov3(config: TrainConfig, num_classes: int, pretrained: dict | None) -> YOLOv3:
+def build_yolov3(
+    config: TrainConfig, num_classes: int, pretrained: dict | None, load_published_weights: bool
+) -> YOLOv3:
+    darknet_weights = config.model.pretrained == "imagenet"  # Darknet's: RGB in [0, 1], not normalised
     model = YOLOv3(
         num_classes,
         width=config.model.width,
@@ -61,22 +64,25 @@ def build_yolov3(config: TrainConfig, num_classes: int, pretrained: dict | None)
         nms_iou=config.model.nms_iou or 0.45,
         objectness_prior=config.model.objectness_prior,
         label_smoothing=default_sigmoid_eps(num_classes) if config.tricks.label_smoothing else 0.0,
+        imagenet_normalized=not darknet_weights,
     )
     if pretrained is not None:
         model.backbone.load_state_dict(_check_pretrained(pretrained, config))
-    elif config.model.pretrained == "imagenet":
+    elif darknet_weights and load_published_weights:
         load_published("darknet53", model.backbone)
     return model
 
 
-def build_faster_rcnn(config: TrainConfig, num_classes: int, pretrained: dict | None) -> FasterRCNN:
+def build_faster_rcnn(
+    config: TrainConfig, num_classes: int, pretrained: dict | None, load_published_weights: bool
+) -> FasterRCNN:
     backbone = config.model.backbone
     body = None
     if pretrained is not None or config.model.pretrained == "imagenet":
         body = resnet_body(backbone, width=config.model.width, frozen_bn=backbone != "small_resnet")
         if pretrained is not None:
             body.load_state_dict(_check_pretrained(pretrained, config), strict=False)
-        else:
+        elif load_published_weights:
             load_published(backbone, body)
     return faster_rcnn(
         num_classes,
@@ -96,8 +102,13 @@ def build_faster_rcnn(config: TrainConfig, num_classes: int, pretrained: dict | 
 MODELS = {"yolov3": build_yolov3, "faster_rcnn": build_faster_rcnn}
 
 
-def build_detector(config: TrainConfig, num_classes: int, pretrained: dict | None = None) -> nn.Module:
-    return MODELS[config.model.arch](config, num_classes, pretrained)
+def build_detector(
+    config: TrainConfig, num_classes: int, pretrained: dict | None = None, *, load_published_weights: bool = True
+) -> nn.Module:
+    """The detector of ``config``, its backbone from ``pretrained`` (a `bof pretrain` backbone) or,
+    with ``model.pretrained: imagenet``, the published weights, unless not ``load_published_weights``
+    (a trained model's weights are about to replace them: the same network, no file needed)."""
+    return MODELS[config.model.arch](config, num_classes, pretrained, load_published_weights)
 
 
 def parameter_count(model: nn.Module) -> int:

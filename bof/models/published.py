@@ -17,7 +17,10 @@ on a cluster without network, from a local copy (verified too).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,8 +98,14 @@ def fetch(
 ) -> Path:
     """The backbone's published weights at ``out``, checksum verified: copied from ``source`` (a
     local file, for clusters without network) or downloaded from the publisher (torch.hub's
-    download, resumable by rerunning). ``sha256`` overrides or supplies the pinned digest."""
+    download); a file already there that verifies is kept. ``sha256`` (64 hex digits) supplies the
+    digest where none is pinned, and must agree with a pinned one."""
     entry = published(backbone)
+    if sha256 is not None:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+            raise BofError(f"--sha256 must be the 64 hex digits of a SHA-256, got {sha256!r}")
+        if entry.sha256 is not None and not sha256.lower().startswith(entry.sha256):
+            raise BofError(f"{backbone}: --sha256 {sha256} contradicts the pinned {entry.sha256} of {entry.url}")
     expected = sha256 or entry.sha256
     if expected is None:
         raise BofError(
@@ -104,25 +113,34 @@ def fetch(
             f"digest: bof fetch-backbone {backbone} --sha256 HEX"
         )
     out = Path(out) if out is not None else published_path(backbone)
+    if source is None and out.is_file() and sha256_of(out).startswith(expected.lower()):
+        return out  # kept: a new copy would make every training that reads it out of date
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    if source is not None:
-        partial.write_bytes(verify(source, expected).read_bytes())
-    else:
-        try:
-            torch.hub.download_url_to_file(entry.url, str(partial), hash_prefix=None, progress=False)
-        except OSError as error:  # URLError is one
-            raise BofError(
-                f"{entry.url}: cannot download ({error}); without network, copy the file here and give its path "
-                f"(bof fetch-backbone {backbone} --from FILE)"
-            ) from None
+    # a name of its own: processes fetching at once (ranks under torchrun) do not share a partial file
+    handle, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    os.close(handle)
+    partial = Path(name)
     try:
+        if source is not None:
+            partial.write_bytes(verify(source, expected).read_bytes())
+        else:
+            download(entry.url, partial, backbone)
         verify(partial, expected)
-    except BofError:
+    except BaseException:
         partial.unlink(missing_ok=True)
         raise
     partial.replace(out)
     return out
+
+
+def download(url: str, path: Path, backbone: str) -> None:
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=None, progress=False)
+    except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+        raise BofError(
+            f"{url}: cannot download ({error}); without network, copy the file to this machine and give its "
+            f"path: bof fetch-backbone {backbone} --from FILE"
+        ) from None
 
 
 # --- the publishers' formats -> bof's backbones ---
@@ -139,9 +157,13 @@ def darknet_units(backbone: nn.Module) -> list[nn.Sequential]:
     return [module for module in backbone.modules() if isinstance(module, nn.Sequential) and hasattr(module, "bn")]
 
 
+# Darknet-53's classifier, after the 52 convs of darknet53.conv.74: a 1x1 conv of 1024 -> 1000 with biases
+CLASSIFIER_WEIGHTS = 1024 * 1000 + 1000
+
+
 def darknet_state(path: str | Path, backbone: nn.Module) -> dict[str, torch.Tensor]:
-    """A Darknet ``.weights`` file (``darknet53.conv.74``, or the full classifier's, whose last
-    layers are ignored) as ``backbone``'s state dict. The file: three int32 (major, minor,
+    """A Darknet ``.weights`` file (``darknet53.conv.74``, or the full classifier's
+    ``darknet53.weights``, whose classifier is left out) as ``backbone``'s state dict. The file: three int32 (major, minor,
     revision), the images seen (int64 from version 0.2 on, else int32), then for each conv layer
     with batch norm its BN biases, scales, rolling means and variances, then its kernel, float32."""
     path = Path(path)
@@ -153,8 +175,11 @@ def darknet_state(path: str | Path, backbone: nn.Module) -> dict[str, torch.Tens
     values = np.frombuffer(data[header : header + (len(data) - header) // 4 * 4], dtype="<f4")
     units = darknet_units(backbone)
     needed = sum(unit.conv.weight.numel() + 4 * unit.bn.num_features for unit in units)
-    if len(values) < needed:
-        raise BofError(f"{path}: holds {len(values)} weights, Darknet-53 needs {needed}: not its weights file")
+    if len(values) not in (needed, needed + CLASSIFIER_WEIGHTS):
+        raise BofError(
+            f"{path}: holds {len(values)} weights, Darknet-53's file {needed} (its classifier's "
+            f"{needed + CLASSIFIER_WEIGHTS}): not its ImageNet weights"
+        )
     state, offset, names = {}, 0, {id(module): name for name, module in backbone.named_modules()}
     for unit in units:
         prefix, channels = names[id(unit)], unit.bn.num_features

@@ -70,7 +70,10 @@ class YOLOv3(nn.Module):
         nms_iou: float = 0.45,
         nms_topk: int = 400,
         detections_per_image: int = 100,
+        imagenet_normalized: bool = True,
     ):
+        """``imagenet_normalized``: the backbone takes ImageNet-normalised input (bof's and GluonCV's
+        pretraining); Darknet's own weights take RGB in [0, 1] as it is."""
         super().__init__()
         if len(anchors) != 3 * ANCHORS_PER_LEVEL:
             raise ValueError(f"YOLOv3 needs {3 * ANCHORS_PER_LEVEL} anchors (3 per level), got {len(anchors)}")
@@ -97,8 +100,9 @@ class YOLOv3(nn.Module):
         if objectness_prior is not None:
             self.init_objectness(objectness_prior)
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).reshape(-1, 2))  # [9, 2] (w, h)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet_normalized else ((0.0,) * 3, (1.0,) * 3)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     @torch.no_grad()
     def init_objectness(self, prior: float) -> None:

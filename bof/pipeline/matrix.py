@@ -611,18 +611,23 @@ def check_arguments(preset: Preset, split: str) -> str:
 
 
 def pretrained_input(preset: Preset, job: Job) -> list[str]:
-    """The backbone file a training job needs: the pretrain rule's, or the published weights
-    (`published_backbone`); none without pretrained weights."""
+    """The backbone file a training job needs from the pretrain rule (none for published or no weights)."""
     entry = cells(preset)[(job.detector, job.combo)]
     key = cell_backbone(preset, entry)
-    if key is not None:
-        return [f"{pretrain_dir(preset, key, entry.pretraining)}/backbone.pt"]
-    if entry.pretraining == "published":
-        return [published_path(preset.detectors[job.detector].model["backbone"])]
-    return []
+    return [f"{pretrain_dir(preset, key, entry.pretraining)}/backbone.pt"] if key is not None else []
 
 
-# the file names of the published weights, as bof.models.published downloads them (no torch here)
+def published_input(preset: Preset, job: Job) -> list[str]:
+    """The published weights file a training job starts from (`published_backbone`), if any."""
+    entry = cells(preset)[(job.detector, job.combo)]
+    return (
+        [published_path(preset.detectors[job.detector].model["backbone"])] if entry.pretraining == "published" else []
+    )
+
+
+# the file names of the published weights, as bof.models.published downloads them (no torch here),
+# and those whose SHA-256 bof does not pin (fetched by hand, with the digest the user trusts)
+UNPINNED = ("darknet53",)
 PUBLISHED_FILES = {
     "darknet53": "darknet53.conv.74",
     "resnet50": "resnet50-0676ba61.pth",
@@ -646,19 +651,39 @@ def published_backbone(file: str) -> str:
     return {name: backbone for backbone, name in PUBLISHED_FILES.items()}[file]
 
 
-def preflight(preset: Preset) -> list[str]:
-    """What the preset needs from outside the pipeline and does not have, one line each, for the
-    Snakefile to stop on before any job starts (``snakemake -n`` included): ImageNet when a
-    pretraining is in the DAG (the synthetic presets make their own), a writable results folder."""
-    problems = []
-    pretrainings = pretrain_jobs(preset)
+def imagenet_input(preset: Preset, backbone: str) -> list[str]:
+    """What a pretraining needs from outside: ImageNet (the synthetic presets make their own set,
+    a rule's output). Missing, it stops the DAG before any job (``snakemake -n`` included), in one line."""
     classification = Path(preset.dataset.classification)
-    if pretrainings and preset.dataset.kind != "synth" and not (classification / "train").is_dir():
-        asked = sorted({backbone for backbone, _ in pretrainings})
-        problems.append(
-            f"{preset.path}: its tables pretrain {', '.join(asked)} on ImageNet, which is not at {classification} "
+    if preset.dataset.kind != "synth" and not (classification / "train").is_dir():
+        raise ConfigError(
+            f"{preset.path}: its tables pretrain {backbone} on ImageNet, which is not at {classification} "
             f"(dataset.classification: ImageNet in ImageFolder layout, train/<class>/ and val/<class>/)"
         )
+    return []
+
+
+def published_missing(preset: Preset) -> list[str]:
+    """The published weights the preset's trainings need that cannot be fetched by the pipeline
+    (no pinned digest) and are not there yet: what to run, one line each."""
+    backbones = {
+        preset.detectors[entry.detector].model["backbone"]
+        for entry in cells(preset).values()
+        if entry.pretraining == "published"
+    }
+    return [
+        f"{published_path(backbone)} is missing: fetch it once with `bof fetch-backbone {backbone} --sha256 HEX` "
+        f"(or --from FILE), bof pins no digest for it"
+        for backbone in sorted(backbones)
+        if backbone in UNPINNED and not os.path.exists(published_path(backbone))
+    ]
+
+
+def preflight(preset: Preset) -> list[str]:
+    """What the preset needs from outside the pipeline and does not have, one line each, for the
+    Snakefile to stop on before any job starts (``snakemake -n`` included): a writable results
+    folder (ImageNet: `imagenet_input`, when a pretraining is in the DAG)."""
+    problems = []
     results = Path(preset.results).absolute()
     existing = next(parent for parent in (results, *results.parents) if parent.exists())
     if not os.access(existing, os.W_OK):
@@ -724,7 +749,8 @@ def job_resource(preset: Preset, kind: str, name: str, *, per_attempt: bool = Fa
     """A rule's ``name`` resource (a field of `JobResources`) for its job, as the callable Snakemake
     takes: ``kind`` "train" reads the {detector} wildcard, "pretrain" the {backbone}; with
     ``per_attempt`` a retry asks for the first attempt's amount times the attempt, unless the first
-    failed on its input or config (`FAILED_ON_INPUT` in the job's folder: more will not help)."""
+    failed on its input or config (`FAILED_ON_INPUT` in the job's folder: the retry only says so).
+    (Its GPUs it still asks for: ``threads`` and ``gpu`` take no attempt.)"""
     if kind not in ("train", "pretrain"):
         raise ValueError(f"job_resource: kind must be 'train' or 'pretrain', got {kind!r}")
     resources_of = training_resources if kind == "train" else pretraining_resources
@@ -738,11 +764,14 @@ def job_resource(preset: Preset, kind: str, name: str, *, per_attempt: bool = Fa
             return run_dir(preset, Job.of(wildcards))
         return pretrain_dir(preset, wildcards.backbone, wildcards.variant)
 
-    if per_attempt:
+    if per_attempt:  # after a failure on input the retry stops at once: the least memory and time
         return lambda wildcards, attempt: (
-            amount(wildcards) if failed_on_input(folder(wildcards)) else attempt * amount(wildcards)
+            RETRY_AFTER_BAD_INPUT[name] if failed_on_input(folder(wildcards)) else attempt * amount(wildcards)
         )
     return amount
+
+
+RETRY_AFTER_BAD_INPUT = {"mem_mb": 1000, "runtime": 5}
 
 
 def failed_on_input(folder: str) -> bool:

@@ -43,4 +43,26 @@ def test_a_retry_after_a_failure_on_input_asks_for_no_more_resources(tmp_path, m
     marker = Path(matrix.run_dir(preset, job)) / FAILED_ON_INPUT
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("bad input\n")
-    assert memory(wildcards, 2) == first
+    assert memory(wildcards, 2) == 1000  # the retry only says what attempt 1 found
+    assert matrix.job_resource(preset, "train", "runtime", per_attempt=True)(wildcards, 3) == 5
+
+
+def test_a_transient_failure_is_not_recorded_and_its_retry_runs(tmp_path, capsys, monkeypatch):
+    """A full disk or a run folder held by another process is not the input's fault: no record,
+    and the retry trains (here: fails the same transient way, not with the record's message)."""
+    import bof.engine.train
+    from bof.errors import BofError
+
+    def full_disk(*args, **kwargs):
+        raise BofError("checkpoint.pt: could not write (No space left on device)")
+
+    monkeypatch.setattr(bof.engine.train, "train", full_disk)
+    config = tmp_path / "ok.yaml"
+    config.write_text("optim: {epochs: 1}\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), "--attempt", "1"]) == 2
+    assert not (out / FAILED_ON_INPUT).exists()
+    assert main(["train", "--config", str(config), "--out", str(out), "--attempt", "2"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "bof train: error: checkpoint.pt: could not write (No space left on device)"
+    )

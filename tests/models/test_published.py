@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torchvision.models import resnet50
+from torchvision.models import resnet50, resnet101
 
 from bof.cli import main
 from bof.errors import BofError
@@ -53,18 +53,19 @@ def test_the_pinned_resnet_files_are_torchvisions_imagenet1k_v1():
         assert weights.url.endswith(f"-{entry.sha256}.pth")
 
 
-def test_torchvisions_resnet50_file_gives_torchvisions_outputs(hub, monkeypatch):
+@pytest.mark.parametrize(("backbone", "build"), [("resnet50", resnet50), ("resnet101", resnet101)])
+def test_torchvisions_resnet_file_gives_torchvisions_outputs(backbone, build, hub, monkeypatch):
     torch.manual_seed(0)
-    reference = resnet50().eval()
+    reference = build().eval()
     for module in reference.modules():  # statistics other than BN's defaults, so a missed buffer shows
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5), module.running_var.uniform_(0.5, 2.0)
     hub.mkdir(parents=True)
-    path = hub / "resnet50-0676ba61.pth"
+    path = published.published_path(backbone)  # torchvision's file name, in the hub's cache
     torch.save(reference.state_dict(), path)
-    pin(monkeypatch, "resnet50", sha256=digest(path))
-    body = resnet_body("resnet50", frozen_bn=True).eval()  # what a Faster R-CNN starts from
-    assert published.load_published("resnet50", body) == path
+    pin(monkeypatch, backbone, sha256=digest(path))
+    body = resnet_body(backbone, frozen_bn=True).eval()  # what a Faster R-CNN starts from
+    assert published.load_published(backbone, body) == path
     # in float64: the mapping is compared, not float32's rounding (FrozenBatchNorm2d folds BN differently)
     image = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
@@ -145,9 +146,10 @@ def test_a_truncated_darknet_file_is_refused_in_one_line(hub):
     path.write_bytes(np.array([0, 2, 0, 0, 0], dtype="<i4").tobytes() + np.zeros(1000, dtype="<f4").tobytes())
     with pytest.raises(BofError) as error:
         published.load_published("darknet53", Darknet53())
-    assert (
-        str(error.value) == f"{path}: holds 1000 weights, Darknet-53 needs 40620640: not its weights file"
-    )  # 52 convs with BN
+    # 52 convs with BN (darknet53.conv.74), or those and the 1000-class classifier (darknet53.weights)
+    assert str(error.value) == (
+        f"{path}: holds 1000 weights, Darknet-53's file 40620640 (its classifier's 41645640): not its ImageNet weights"
+    )
 
 
 def test_darknet53_without_a_pinned_digest_or_its_file_says_how_to_fetch_it(hub):
@@ -217,3 +219,34 @@ def test_published_weights_need_the_published_width_and_depth():
     model = {"arch": "yolov3", "backbone": "darknet53", "pretrained": "imagenet", "width": 0.5}
     with pytest.raises(ConfigError, match="published ImageNet weights are for width 1 and depth 1"):
         build(TrainConfig, {"model": model})
+
+
+def test_a_yolov3_from_darknets_weights_takes_their_input_rgb_in_0_1():
+    """Darknet trained its weights on RGB in [0, 1], not ImageNet-normalised input: the backbone of
+    a YOLOv3 started from them sees the image as it is (one from `bof pretrain`, normalised)."""
+    from bof.config import TrainConfig, build
+    from bof.models import build_detector
+
+    def backbone_input(pretrained):
+        model = {"arch": "yolov3", "backbone": "darknet53", "pretrained": pretrained, "input_size": 64}
+        config = build(TrainConfig, {"model": model})
+        detector = build_detector(config, num_classes=3, load_published_weights=False).eval()
+        seen = []
+        detector.raw_outputs = lambda batch, inner=detector.raw_outputs: seen.append(batch) or inner(batch)
+        with torch.no_grad():
+            detector.detect([torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))])
+        return seen[0][0]
+
+    darknet, pipeline = backbone_input("imagenet"), backbone_input(None)
+    mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    assert darknet.min() >= 0 and darknet.max() <= 1
+    torch.testing.assert_close(pipeline * std + mean, darknet)
+
+
+def test_a_users_digest_must_be_whole_and_agree_with_a_pinned_one(hub, capsys):
+    assert main(["fetch-backbone", "darknet53", "--sha256", "ab"]) == 2
+    assert capsys.readouterr().err == (
+        "bof fetch-backbone: error: --sha256 must be the 64 hex digits of a SHA-256, got 'ab'\n"
+    )
+    assert main(["fetch-backbone", "resnet50", "--sha256", "f" * 64]) == 2
+    assert "contradicts the pinned 0676ba61" in capsys.readouterr().err

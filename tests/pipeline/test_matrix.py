@@ -261,7 +261,9 @@ def job_counts(output: str) -> dict[str, int]:
 )
 def test_paper_presets_dry_run_the_full_dag(name, expected, tmp_path):
     (tmp_path / "data" / "imagenet" / "train").mkdir(parents=True)  # what coco's Tables 5-6 pretrain on
-    result = snakemake("-n", "--configfile", f"config/{name}.yaml", "--directory", str(tmp_path))
+    result = snakemake(
+        "-n", "--configfile", f"config/{name}.yaml", "--directory", str(tmp_path), env={"TORCH_HOME": str(tmp_path)}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
     for rule, count in expected.items():

@@ -1,6 +1,8 @@
 rule pretrain:
     input:
         DATA_CHECKS,
+        # ImageNet, which cannot be fetched: missing, the DAG stops here in one line
+        lambda wildcards: matrix.imagenet_input(PRESET, wildcards.backbone),
     output:
         f"{RESULTS}/pretrain/{{backbone}}/{{variant}}/backbone.pt",
     log:

@@ -2,6 +2,11 @@ rule train:
     input:
         DATA_CHECKS,
         lambda wildcards: matrix.pretrained_input(PRESET, matrix.Job.of(wildcards)),
+        # ancient: fetched again (same file), it makes no training out of date
+        lambda wildcards: [
+            ancient(path)
+            for path in matrix.published_input(PRESET, matrix.Job.of(wildcards))
+        ],
         lambda wildcards: matrix.anchors_input(PRESET, matrix.Job.of(wildcards)),
     output:
         model=f"{RUN}/model.pt",
