@@ -40,6 +40,7 @@ from bof.engine.provenance import environment
 from bof.errors import ConfigError
 from bof.io import atomic_write_json, atomic_write_text, sha256
 from bof.models import build_detector
+from bof.models.published import published_path
 from bof.tricks.lr_schedule import build_scheduler
 from bof.tricks.sync_bn import convert_batchnorm, plain_batchnorm
 from bof.tricks.weight_decay import parameter_groups
@@ -91,6 +92,8 @@ class Trainer(loop.TrainingLoop):
         model = build_detector(
             config, len(self.classes), load_checkpoint(config.model.pretrained) if from_file else None
         )
+        if config.model.pretrained == "imagenet":  # the published file it loaded (its digest in run.json)
+            self.pretrained_sha256 = sha256(published_path(config.model.backbone))
         bn = config.tricks.batchnorm
         self.place(convert_batchnorm(model, bn.mode, group_size=bn.group_size))
         sgd = optimizer(self.model, config.optim)

@@ -250,3 +250,17 @@ def test_a_users_digest_must_be_whole_and_agree_with_a_pinned_one(hub, capsys):
     )
     assert main(["fetch-backbone", "resnet50", "--sha256", "f" * 64]) == 2
     assert "contradicts the pinned 0676ba61" in capsys.readouterr().err
+
+
+def test_a_training_from_published_weights_records_their_digest(hub, tiny_config, tmp_path):
+    """run.json and the checkpoint name the published file a run started from (its SHA-256): a
+    resume from other weights at the same place starts over, as for a `bof pretrain` backbone."""
+    from bof.engine import distributed
+    from bof.engine.train import Trainer
+
+    hub.mkdir(parents=True)
+    write_darknet_file(hub / "darknet53.conv.74", np.random.default_rng(3))
+    _, config = tiny_config("yolov3", ("model.width=1", "model.depth=1", "model.pretrained=imagenet"))
+    trainer = Trainer(config, tmp_path / "run", distributed.setup("cpu"), progress=False)
+    assert trainer.pretrained_sha256 == digest(hub / "darknet53.conv.74")
+    assert trainer.checkpoint_extra()["pretrained_sha256"] == trainer.pretrained_sha256
