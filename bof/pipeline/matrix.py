@@ -144,6 +144,8 @@ class Cell:
     combo: str
     tricks_json: str  # the effective tricks, JSON (hashable)
     pretraining: str  # one of PRETRAININGS, or "published"
+    # what the table asked for where the published backbone stands in ("mixup": Table 4's BoF)
+    substitutes: str | None = None
 
     @property
     def pretrain_mixup(self) -> bool:
@@ -157,8 +159,9 @@ def cell(preset: Preset, detector: str, changes: dict, pretraining: str, *, pipe
     a mixup-pretrained backbone (Table 4's BoF column), which nobody publishes (docs/fidelity.md)."""
     detector = canonical(preset, detector)
     publishes = preset.detectors[detector].pretrained == "imagenet"
-    slug = pretraining
+    slug, substitutes = pretraining, None
     if publishes and not pipeline and pretraining in ("plain", "mixup"):
+        substitutes = None if pretraining == "plain" else pretraining
         pretraining = slug = "published"
     elif publishes and pretraining == "plain":
         slug = "pipeline-plain"
@@ -168,7 +171,7 @@ def cell(preset: Preset, detector: str, changes: dict, pretraining: str, *, pipe
         name = combo_name(build(TricksConfig, tricks, "tricks"), build(TricksConfig, baseline, "tricks"), slug)
     except ConfigError as error:
         raise ConfigError(f"{preset.path}: {detector}: {error}") from None
-    return Cell(detector, name, json.dumps(tricks, sort_keys=True), pretraining)
+    return Cell(detector, name, json.dumps(tricks, sort_keys=True), pretraining, substitutes)
 
 
 def table_cells(preset: Preset, name: str) -> list[list[Cell]]:

@@ -100,7 +100,10 @@ def reproduction_frame(preset: Preset) -> pd.DataFrame:
 def pretraining_confound(preset: Preset, cell: Cell, baseline: Cell) -> str | None:
     """What else differs between a row and its baseline when one has the mixup-pretrained backbone:
     the preset's mixup twin may pretrain longer (GluonCV's did: 200 epochs against 120), so the
-    delta measures mixup in pretraining and a longer pretraining together."""
+    delta measures mixup in pretraining and a longer pretraining together. Or the other way: the
+    row asked for a mixup-pretrained backbone and has the published one (nobody publishes those)."""
+    if "mixup" in (cell.substitutes, baseline.substitutes):
+        return "no mixup in pretraining: both start from the published backbone (none is published with mixup)"
     backbone = cell_backbone(preset, cell)
     if cell.pretrain_mixup == baseline.pretrain_mixup or backbone is None:
         return None

@@ -429,3 +429,18 @@ def test_a_run_one_set_of_seeds_lacks_is_not_replicated_and_says_why(preset):
     assert row.half0_verdict == "significant" and row.half1_verdict == "missing"
     assert row.verdict == "half-missing" and row.seeds == 3
     assert counts(frame.reset_index())["not_replicated"] == 1
+
+
+def test_a_bof_row_on_the_published_backbone_says_it_lacks_the_mixup_pretraining(tmp_path):
+    """coco's Table 4 BoF column asks for the mixup-pretrained backbone; from published weights
+    both columns start from the published one, and each of its verdicts says so."""
+    from bof.report.summary import reproduction_frame
+
+    raw = yaml.safe_load((ROOT / "config" / "coco.yaml").read_text())
+    raw["results"] = str(tmp_path / "results")
+    coco = matrix.load_preset(ROOT / "config" / "coco.yaml", raw=raw)
+    frame = reproduction_frame(coco).set_index(["table", "model"])
+    note = "no mixup in pretraining: both start from the published backbone (none is published with mixup)"
+    table4 = frame.loc["table4", "confound"]
+    assert len(table4) == 3 and set(table4) == {note}
+    assert note not in set(frame.loc["table5", "confound"].dropna())
