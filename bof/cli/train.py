@@ -53,17 +53,21 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, config_help: str) -> N
     parser.add_argument(
         "--attempt",
         type=int,
-        default=1,
         help="the scheduler's attempt (the pipeline passes it): after an attempt 1 that failed on its input or "
-        "config, a retry stops at once instead of failing alike with more memory and time",
+        "config, a retry stops at once instead of failing alike with more memory and time; without it, a bad "
+        "input or config writes nothing",
     )
 
 
 @contextmanager
-def attempt_of(out: Path, attempt: int):
+def attempt_of(out: Path, attempt: int | None):
     """Run a job's ``attempt``: the first records a bad input or config (`ConfigError`,
     `DatasetError`: a retry repeats it; not a transient fault such as a full disk or a held run
-    folder) in the run folder; a later one finding that record stops at once, naming it."""
+    folder) in the run folder; a later one finding that record stops at once, naming it. No
+    ``attempt`` (a run by hand): nothing recorded."""
+    if attempt is None:
+        yield
+        return
     marker = Path(out) / FAILED_ON_INPUT
     if attempt <= 1:
         if os.environ.get("RANK", "0") == "0":  # under torchrun: one process clears it, before any can fail
