@@ -49,11 +49,14 @@ PRESET = matrix.load_preset(
 )
 # what the preset needs from outside: a writable results folder (stop here, before any job, in one
 # line), published weights bof cannot fetch itself (said; their job fails saying the same), and
-# ImageNet where a pretraining is in the DAG (the pretrain rule's input)
+# ImageNet where a pretraining is in the DAG and the GPUs a job asks for of this machine when it
+# runs here (the rules' inputs, asked as the DAG is built)
 if matrix.preflight(PRESET):
     raise matrix.ConfigError("\n".join(matrix.preflight(PRESET)))
 for line in matrix.published_missing(PRESET):
     print(f"bof: {line}", file=sys.stderr)
+
+
 RESULTS = PRESET.results
 DATA = matrix.data_root(PRESET)
 # a training's folder, with {detector}, {combo} and {seed} as wildcards

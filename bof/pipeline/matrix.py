@@ -13,9 +13,11 @@ config; nothing here runs anything. It reads the preset as `bof.pipeline.preset`
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -662,6 +664,43 @@ def imagenet_input(preset: Preset, backbone: str) -> list[str]:
         raise ConfigError(
             f"{preset.path}: its tables pretrain {backbone} on ImageNet, which is not at {classification} "
             f"(dataset.classification: ImageNet in ImageFolder layout, train/<class>/ and val/<class>/)"
+        )
+    return []
+
+
+@functools.cache
+def local_gpus() -> int:
+    """The CUDA devices this machine shows its jobs: ``CUDA_VISIBLE_DEVICES`` where set, else
+    ``nvidia-smi -L``'s list (none without it). Found without torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([device for device in visible.split(",") if device.strip() and device.strip() != "-1"])
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in listing.stdout.splitlines()) if listing.returncode == 0 else 0
+
+
+def gpus_here(workflow) -> int | None:
+    """This machine's GPUs where Snakemake's ``workflow`` runs its jobs on it (not on a cluster's
+    nodes, not a dry run), else None. Asked as the DAG is built: the executor is known by then."""
+    if workflow.is_main_process and workflow.local_exec and not workflow.dryrun:
+        return local_gpus()
+    return None
+
+
+def gpu_input(preset: Preset, kind: str, name: str, available: int | None) -> list[str]:
+    """What a training (``kind`` "train", detector ``name``) or pretraining ("pretrain", backbone)
+    needs of a machine that runs it here: its GPUs. ``available``: this machine's, when the jobs
+    run here (not on a cluster, not a dry run), else None (not known). Too few stop the DAG at
+    once, in one line: torchrun would start the processes on devices that are not there."""
+    resources = training_resources(preset, name) if kind == "train" else pretraining_resources(preset, name)
+    if available is not None and resources.gpus > available:
+        section = f"detectors.{canonical(preset, name)}" if kind == "train" else f"pretrain.{name}"
+        raise ConfigError(
+            f"{preset.path}: {section} asks for {resources.gpus} GPUs a job, this machine has {available}: run it "
+            f"on a cluster (--profile profiles/slurm) or give {section}.resources.gpus what is here"
         )
     return []
 

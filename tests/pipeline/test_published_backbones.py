@@ -118,3 +118,49 @@ def test_an_unwritable_results_folder_is_named(tmp_path, monkeypatch):
     assert matrix.preflight(preset) == [
         f"{path}: results folder {tmp_path / 'shared' / 'results'} cannot be written ({tmp_path} is not writable)"
     ]
+
+
+def test_a_local_run_on_too_few_gpus_stops_before_any_job(tmp_path):
+    """voc's YOLOv3 asks for 8 GPUs a job: run here (not on a cluster) on a machine showing 2
+    (a stand-in nvidia-smi), the DAG stops at once in one line; a dry run does not ask."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: a)'\necho 'GPU 1: NVIDIA H200 (UUID: b)'\n"
+    )
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
+    env.update(PATH=f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}", TORCH_HOME=str(tmp_path / "torch"))
+    target = "results/voc/runs/yolov3/baseline/seed0/model.pt"
+    work = tmp_path / "work"
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "1",
+        "--configfile",
+        "config/voc.yaml",
+        "--directory",
+        str(work),
+    ]
+    result = subprocess.run([*command, target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    line = (
+        f"ConfigError: {ROOT / 'config' / 'voc.yaml'}: detectors.yolov3 asks for 8 GPUs a job, this machine has 2: "
+        "run it on a cluster (--profile profiles/slurm) or give detectors.yolov3.resources.gpus what is here"
+    )
+    assert line in [text.strip() for text in (result.stdout + result.stderr).splitlines()]
+    assert not (work / "data").exists()  # no job ran (the download would have made it)
+    dry = subprocess.run([*command, "-n", target], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+
+
+def test_the_visible_devices_are_the_local_gpus(monkeypatch):
+    matrix.local_gpus.cache_clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,3,5")
+    assert matrix.local_gpus() == 3
+    matrix.local_gpus.cache_clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert matrix.local_gpus() == 0
+    matrix.local_gpus.cache_clear()

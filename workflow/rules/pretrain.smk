@@ -3,6 +3,10 @@ rule pretrain:
         DATA_CHECKS,
         # ImageNet, which cannot be fetched: missing, the DAG stops here in one line
         lambda wildcards: matrix.imagenet_input(PRESET, wildcards.backbone),
+        # the GPUs it asks for, where it runs on this machine: too few stop the DAG here
+        lambda wildcards: matrix.gpu_input(
+            PRESET, "pretrain", wildcards.backbone, matrix.gpus_here(workflow)
+        ),
     output:
         f"{RESULTS}/pretrain/{{backbone}}/{{variant}}/backbone.pt",
     log:

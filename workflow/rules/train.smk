@@ -2,6 +2,10 @@ rule train:
     input:
         DATA_CHECKS,
         lambda wildcards: matrix.pretrained_input(PRESET, matrix.Job.of(wildcards)),
+        # the GPUs it asks for, where it runs on this machine: too few stop the DAG here
+        lambda wildcards: matrix.gpu_input(
+            PRESET, "train", wildcards.detector, matrix.gpus_here(workflow)
+        ),
         # ancient: fetched again (same file), it makes no training out of date
         lambda wildcards: [
             ancient(path)
