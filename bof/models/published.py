@@ -129,6 +129,9 @@ def fetch(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    umask = os.umask(0)
+    os.umask(umask)
+    partial.chmod(0o666 & ~umask)  # mkstemp's 0600 would hide a shared cache's file from the others
     partial.replace(out)
     return out
 

@@ -19,7 +19,7 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bof.config import PretrainConfig, TrainConfig, TricksConfig, build, to_dict
@@ -146,8 +146,9 @@ class Cell:
     combo: str
     tricks_json: str  # the effective tricks, JSON (hashable)
     pretraining: str  # one of PRETRAININGS, or "published"
-    # what the table asked for where the published backbone stands in ("mixup": Table 4's BoF)
-    substitutes: str | None = None
+    # what the table asked for where the published backbone stands in ("mixup": Table 4's BoF);
+    # the same training whatever it stands in for
+    substitutes: str | None = field(default=None, compare=False)
 
     @property
     def pretrain_mixup(self) -> bool:
@@ -685,18 +686,26 @@ def local_gpus() -> int:
 def gpus_here(workflow) -> int | None:
     """This machine's GPUs where Snakemake's ``workflow`` runs its jobs on it (not on a cluster's
     nodes, not a dry run), else None. Asked as the DAG is built: the executor is known by then."""
-    if workflow.is_main_process and workflow.local_exec and not workflow.dryrun:
+    runs_jobs = workflow.executor_plugin is not None and not workflow.touch  # not --report, --dag, --touch
+    if runs_jobs and workflow.is_main_process and workflow.local_exec and not workflow.dryrun:
         return local_gpus()
     return None
 
 
-def gpu_input(preset: Preset, kind: str, name: str, available: int | None) -> list[str]:
-    """What a training (``kind`` "train", detector ``name``) or pretraining ("pretrain", backbone)
+def gpu_input(preset: Preset, kind: str, wildcards, available: int | None) -> list[str]:
+    """What a training (``kind`` "train") or pretraining ("pretrain") of the rule's ``wildcards``
     needs of a machine that runs it here: its GPUs. ``available``: this machine's, when the jobs
     run here (not on a cluster, not a dry run), else None (not known). Too few stop the DAG at
-    once, in one line: torchrun would start the processes on devices that are not there."""
-    resources = training_resources(preset, name) if kind == "train" else pretraining_resources(preset, name)
-    if available is not None and resources.gpus > available:
+    once, in one line: torchrun would start the processes on devices that are not there. A job
+    already done needs none."""
+    if kind == "train":
+        name, done = wildcards.detector, f"{run_dir(preset, Job.of(wildcards))}/model.pt"
+        resources = training_resources(preset, name)
+    else:
+        name = wildcards.backbone
+        done = f"{pretrain_dir(preset, name, wildcards.variant)}/backbone.pt"
+        resources = pretraining_resources(preset, name)
+    if available is not None and resources.gpus > available and not os.path.exists(done):
         section = f"detectors.{canonical(preset, name)}" if kind == "train" else f"pretrain.{name}"
         raise ConfigError(
             f"{preset.path}: {section} asks for {resources.gpus} GPUs a job, this machine has {available}: run it "
@@ -808,7 +817,9 @@ def job_resource(preset: Preset, kind: str, name: str, *, per_attempt: bool = Fa
 
     if per_attempt:  # after a failure on input the retry stops at once: the least memory and time
         return lambda wildcards, attempt: (
-            RETRY_AFTER_BAD_INPUT[name] if failed_on_input(folder(wildcards)) else attempt * amount(wildcards)
+            RETRY_AFTER_BAD_INPUT[name]
+            if attempt > 1 and failed_on_input(folder(wildcards))
+            else attempt * amount(wildcards)
         )
     return amount
 

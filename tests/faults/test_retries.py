@@ -44,6 +44,7 @@ def test_a_retry_after_a_failure_on_input_asks_for_no_more_resources(tmp_path, m
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("bad input\n")
     assert memory(wildcards, 2) == 1000  # the retry only says what attempt 1 found
+    assert memory(wildcards, 1) == first  # a new run (the input fixed) asks for what it needs
     assert matrix.job_resource(preset, "train", "runtime", per_attempt=True)(wildcards, 3) == 5
 
 

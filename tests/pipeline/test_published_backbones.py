@@ -164,3 +164,21 @@ def test_the_visible_devices_are_the_local_gpus(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert matrix.local_gpus() == 0
     matrix.local_gpus.cache_clear()
+
+
+def test_gpus_are_asked_only_where_jobs_run_on_this_machine(monkeypatch):
+    """--report, --dag, --touch (no executor, or the touch one), a dry run, a cluster's executor,
+    a job inside one: not known (None); a local run: this machine's."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(matrix, "local_gpus", lambda: 2)
+    local = {"executor_plugin": object(), "touch": False, "is_main_process": True, "local_exec": True, "dryrun": False}
+    assert matrix.gpus_here(SimpleNamespace(**local)) == 2
+    for change in (
+        {"executor_plugin": None},
+        {"touch": True},
+        {"dryrun": True},
+        {"local_exec": False},
+        {"is_main_process": False},
+    ):
+        assert matrix.gpus_here(SimpleNamespace(**{**local, **change})) is None, change

@@ -5,7 +5,7 @@ rule pretrain:
         lambda wildcards: matrix.imagenet_input(PRESET, wildcards.backbone),
         # the GPUs it asks for, where it runs on this machine: too few stop the DAG here
         lambda wildcards: matrix.gpu_input(
-            PRESET, "pretrain", wildcards.backbone, matrix.gpus_here(workflow)
+            PRESET, "pretrain", wildcards, matrix.gpus_here(workflow)
         ),
     output:
         f"{RESULTS}/pretrain/{{backbone}}/{{variant}}/backbone.pt",

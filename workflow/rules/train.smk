@@ -4,7 +4,7 @@ rule train:
         lambda wildcards: matrix.pretrained_input(PRESET, matrix.Job.of(wildcards)),
         # the GPUs it asks for, where it runs on this machine: too few stop the DAG here
         lambda wildcards: matrix.gpu_input(
-            PRESET, "train", wildcards.detector, matrix.gpus_here(workflow)
+            PRESET, "train", wildcards, matrix.gpus_here(workflow)
         ),
         # ancient: fetched again (same file), it makes no training out of date
         lambda wildcards: [
