@@ -16,7 +16,6 @@ on a cluster without network, from a local copy (verified too).
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from bof.errors import BofError
+from bof.io import sha256 as file_sha256
 
 
 @dataclass(frozen=True)
@@ -69,20 +69,12 @@ def published(backbone: str) -> Published:
     return PUBLISHED[backbone]
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(path: str | Path, expected: str) -> Path:
     """``path``, once its SHA-256 starts with ``expected``; one line naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise BofError(f"{path}: backbone weights file is missing")
-    found = sha256_of(path)
+    found = file_sha256(path)
     if not found.startswith(expected.lower()):
         raise BofError(f"{path}: SHA-256 {found} does not match the pinned {expected}: a different or damaged file")
     return path
@@ -113,7 +105,7 @@ def fetch(
             f"digest: bof fetch-backbone {backbone} --sha256 HEX"
         )
     out = Path(out) if out is not None else published_path(backbone)
-    if source is None and out.is_file() and sha256_of(out).startswith(expected.lower()):
+    if source is None and out.is_file() and file_sha256(out).startswith(expected.lower()):
         return out  # kept: a new copy would make every training that reads it out of date
     out.parent.mkdir(parents=True, exist_ok=True)
     # a name of its own: processes fetching at once (ranks under torchrun) do not share a partial file

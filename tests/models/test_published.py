@@ -197,6 +197,11 @@ def test_the_download_is_verified_before_it_is_put_in_place(hub, served, monkeyp
     assert not (hub / "darknet53.conv.74").exists() and not list(hub.glob("*.partial"))
     assert main(["fetch-backbone", "darknet53", "--sha256", good]) == 0
     assert (hub / "darknet53.conv.74").read_bytes() == b"published bytes"
+    # fetched again: the verifying file is kept (its mtime, which Snakemake reads), nothing downloaded
+    (folder / "darknet53.conv.74").unlink()
+    mtime = (hub / "darknet53.conv.74").stat().st_mtime_ns
+    assert main(["fetch-backbone", "darknet53", "--sha256", good]) == 0
+    assert (hub / "darknet53.conv.74").stat().st_mtime_ns == mtime
     assert capsys.readouterr().out.startswith(f"{hub / 'darknet53.conv.74'}: darknet53, Redmon & Farhadi")
 
 
