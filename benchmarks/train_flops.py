@@ -66,6 +66,8 @@ def _sparse_addmm_flops(bias, a, b, *args, out_val=None, **kwargs) -> int:
 
 _sparse_addmm_flops._get_raw = True
 
+FLOP_MAPPING = {torch.ops.aten.mm: _mm_flops, torch.ops.aten._sparse_addmm: _sparse_addmm_flops}
+
 
 def _timed(function) -> float:
     started = time.perf_counter()
@@ -108,9 +110,7 @@ def step_measure(config: TrainConfig, steps: int, *, channels_last: bool = False
         sum(losses.values()).backward()
         optimizer.step()
 
-    aten = torch.ops.aten
-    mapping = {aten.mm: _mm_flops, aten._sparse_addmm: _sparse_addmm_flops}
-    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+    with FlopCounterMode(display=False, custom_mapping=FLOP_MAPPING) as counter:
         step(*batches[0])
     flops = counter.get_total_flops()
     seconds = statistics.median(_timed(lambda b=batch: step(*b)) for batch in batches[1:])
