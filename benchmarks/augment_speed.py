@@ -34,6 +34,7 @@ from bof.data.synth.config import SynthConfig  # noqa: E402
 from bof.data.synth.writer import generate  # noqa: E402
 from bof.data.training import SampleKey, TrainingSet  # noqa: E402
 from bof.data.voc import VOCDetection  # noqa: E402
+from bof.models.yolov3 import YOLOv3  # noqa: E402
 from bof.tricks.augmentation import IMAGENET_MEAN_255, SingleStageAugment, TwoStageAugment  # noqa: E402
 from bof.tricks.mixup import DetectionMixup  # noqa: E402
 
@@ -162,7 +163,9 @@ def main() -> None:
             f"{len(dataset)} JPEGs, mean size {sizes[:, 0].mean():.0f}x{sizes[:, 1].mean():.0f}, output {SIZE}x{SIZE}, 1 thread"
         )
         plain = TrainingSet(dataset, SingleStageAugment(), mixup=None, epochs=1, seed=0)
-        mixed = TrainingSet(dataset, SingleStageAugment(), mixup=DetectionMixup(off_last_epochs=0), epochs=1, seed=0)
+        mixed = TrainingSet(
+            dataset, SingleStageAugment(), mixup=DetectionMixup(off_last_epochs=0), epochs=1, seed=0, detector=YOLOv3
+        )
         print(f"single-stage (YOLOv3), {SIZE}x{SIZE}:")
         pipelines = {
             "bof": lambda i: plain[SampleKey(0, i, SIZE)],

@@ -18,11 +18,13 @@ import numpy as np
 from bof.data.images import load_image, read_image_size
 from bof.data.policy import CheckImages, SkipLog
 from bof.errors import DatasetError
+from bof.tricks.target import Target
+
+__all__ = ["DetectionDataset", "Sample", "collate_detection"]
 
 if TYPE_CHECKING:
     from torchvision import tv_tensors
 
-Target = dict[str, object]
 Transforms = Callable[["tv_tensors.Image", Target], tuple["tv_tensors.Image", Target]]
 
 

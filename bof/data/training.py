@@ -2,14 +2,20 @@
 
 Every random draw of a sample (mixup ratio, mixup partner, augmentation parameters) comes
 from one generator seeded by (seed, epoch, index), inside ``__getitem__``, that is inside
-the data-loader worker. The reference implementation switched mixup on from the parent
-process after the worker pool existed, so with workers it silently never mixed; here
-the key itself says which epoch it is, so a persistent worker cannot hold a stale switch.
-The batch sampler puts the batch's input size (random shapes) into the key as well.
+the data-loader worker: the draws do not depend on the number of workers. The reference
+implementation switched mixup on from the parent process after the worker pool existed, so
+with workers it silently never mixed; here the key itself says which epoch it is, so a
+persistent worker cannot hold a stale switch. The batch sampler puts the batch's input size
+(random shapes) into the key as well.
+
+With a plain ``DataLoader(training_set, shuffle=True, num_workers=k)`` the set is indexed by
+integers and the epoch is the one ``set_epoch`` gave (as ``DistributedSampler.set_epoch``);
+an index asked twice in one epoch in one process warns that it was not called.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -17,10 +23,15 @@ import torch
 from torchvision import tv_tensors
 
 from bof.data.detection import DetectionDataset, Target
+from bof.tricks.augmentation import DetectionTransform, uint8_pixels, xyxy_boxes
 from bof.tricks.mixup import DetectionMixup, mix_detection
 from bof.tricks.random import generator_for
 
-Augment = Callable[..., tuple[tv_tensors.Image, Target]]  # (image, target, *, size, generator)
+__all__ = ["KeyedBatchSampler", "SampleKey", "TrainingSet"]
+
+# bof's DetectionTransform (called with the key's size and the sample's generator), or any
+# transforms-v2 transform of (image, target) (called under torch's global stream, seeded per sample)
+Augment = Callable[..., tuple[tv_tensors.Image, Target]]
 
 
 class SampleKey(NamedTuple):
@@ -32,21 +43,56 @@ class SampleKey(NamedTuple):
 class TrainingSet(torch.utils.data.Dataset):
     """``dataset[key]`` -> (image, target) with ``target["weights"]`` (mixup box weights, 1 when
     unmixed) and ``target["loss_weight"]`` (how much the image's loss counts: mixup's
-    ``loss_scale`` in the epochs it mixes, GluonCV's Faster R-CNN ``mix_ratio``; 1 otherwise)."""
+    ``loss_scale`` in the epochs it mixes, GluonCV's Faster R-CNN ``mix_ratio``; 1 otherwise).
+
+    ``dataset[i]`` gives (image, target) with target["boxes"] a ``tv_tensors.BoundingBoxes`` and
+    target["labels"]; ``difficult`` and ``image_id`` are optional. Weighted mixup needs the
+    ``detector`` that trains on it to read the weights (``honours_box_weights``: bof's detectors,
+    a torchvision detector after ``bof.models.weighted.weighted_losses``); otherwise it raises,
+    rather than train as if every faded box were whole."""
 
     def __init__(
-        self, dataset: DetectionDataset, augment: Augment, *, mixup: DetectionMixup | None, epochs: int, seed: int
+        self,
+        dataset: DetectionDataset,
+        augment: Augment,
+        *,
+        mixup: DetectionMixup | None,
+        epochs: int,
+        seed: int,
+        detector: object | None = None,
     ):
+        if mixup is not None and mixup.mode != "off":
+            if mixup.weighted and not getattr(detector, "honours_box_weights", False):
+                reader = "no detector was given to" if detector is None else f"{type(detector).__name__} does not"
+                raise ValueError(
+                    f"mixup weights each box by its image's share, but {reader} read the weights: pass "
+                    f"detector=<your model after bof.models.weighted.weighted_losses>, or mix unweighted (weighted=False)"
+                )
+            if mixup.off_last_epochs >= epochs:
+                warnings.warn(
+                    f"mixup is off for the last {mixup.off_last_epochs} of {epochs} epochs: it never mixes "
+                    f"(set off_last_epochs below {epochs})",
+                    stacklevel=2,
+                )
         self.dataset = dataset
         self.augment = augment
         self.mixup = mixup
         self.epochs = epochs
         self.seed = seed
+        self.epoch = 0
+        self._asked: set[int] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch integer indices belong to (a plain DataLoader's); call it before each epoch."""
+        self.epoch = epoch
+        self._asked = set()
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: SampleKey) -> tuple[tv_tensors.Image, Target]:
+    def __getitem__(self, key: SampleKey | int) -> tuple[tv_tensors.Image, Target]:
+        if not isinstance(key, SampleKey):
+            key = self._key(key)
         generator = generator_for(self.seed, key.epoch, key.index)
         image, target = self.dataset[key.index]
         target["weights"] = torch.ones(len(target["labels"]))
@@ -56,23 +102,51 @@ class TrainingSet(torch.utils.data.Dataset):
             draw = self.mixup.draw(generator, key.index, len(self.dataset))
             if draw is not None:
                 image, target = self._mix(image, target, *draw)
-        return self.augment(image, target, size=key.size, generator=generator)
+        if isinstance(self.augment, DetectionTransform):
+            return self.augment(image, target, size=key.size, generator=generator)
+        if key.size is not None:
+            raise ValueError(f"{type(self.augment).__name__} cannot take a batch's input size (random shapes)")
+        with torch.random.fork_rng(devices=[]):  # a foreign transform's draws, seeded by the sample
+            torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
+            return self.augment(image, target)
+
+    def _key(self, index: int) -> SampleKey:
+        index = int(index)
+        if index in self._asked:
+            warnings.warn(
+                f"TrainingSet: sample {index} asked twice in epoch {self.epoch}: call set_epoch(epoch) before "
+                f"each epoch, or every epoch repeats the same mixup and augmentation draws",
+                stacklevel=3,
+            )
+        self._asked.add(index)
+        return SampleKey(self.epoch, index)
 
     def _mix(self, image, target: Target, lam: float, partner: int) -> tuple[tv_tensors.Image, Target]:
+        """The blend of two samples: a uint8 image and XYXY boxes, whatever types the dataset gives."""
         image_b, target_b = self.dataset[partner]
+        (pixels_a, _), (pixels_b, _) = (uint8_pixels(i, "TrainingSet") for i in (image, image_b))
         mixed, boxes, labels, weights = mix_detection(
-            image, target["boxes"], target["labels"], image_b, target_b["boxes"], target_b["labels"], lam
+            pixels_a,
+            xyxy_boxes(target["boxes"]),
+            target["labels"],
+            pixels_b,
+            xyxy_boxes(target_b["boxes"]),
+            target_b["labels"],
+            lam,
         )
         if not self.mixup.weighted:
             weights = torch.ones_like(weights)
-        return tv_tensors.Image(mixed), {
+        mixed_target = {
             **target,
             "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(mixed.shape[-2:])),
             "labels": labels,
-            "difficult": torch.cat([target["difficult"], target_b["difficult"]]),
             "weights": weights,
-            "mixed_with": target_b["image_id"],
         }
+        if "difficult" in target and "difficult" in target_b:
+            mixed_target["difficult"] = torch.cat([target["difficult"], target_b["difficult"]])
+        if "image_id" in target_b:
+            mixed_target["mixed_with"] = target_b["image_id"]
+        return tv_tensors.Image(mixed), mixed_target
 
 
 class KeyedBatchSampler(torch.utils.data.Sampler[list[SampleKey]]):

@@ -10,6 +10,8 @@ from bof.data.coco import CocoDetection
 from bof.data.detection import DetectionDataset
 from bof.data.training import TrainingSet
 from bof.data.voc import VOCDetection
+from bof.models.faster_rcnn import FasterRCNN
+from bof.models.yolov3 import YOLOv3
 from bof.tricks.augmentation import SingleStageAugment, TwoStageAugment
 from bof.tricks.mixup import DetectionMixup
 from bof.tricks.random_shapes import shape_at, shape_range
@@ -53,8 +55,13 @@ def detection_mixup(config: MixupConfig) -> DetectionMixup | None:
 
 
 def training_set(config: TrainConfig, dataset: DetectionDataset) -> TrainingSet:
+    """The config's training view of ``dataset``, for bof's own detector of ``model.arch`` (whose
+    losses read mixup's box weights)."""
     mixup = detection_mixup(config.tricks.mixup)
-    return TrainingSet(dataset, augmentation(config), mixup=mixup, epochs=config.optim.epochs, seed=config.seed)
+    detector = YOLOv3 if config.model.arch == "yolov3" else FasterRCNN
+    return TrainingSet(
+        dataset, augmentation(config), mixup=mixup, epochs=config.optim.epochs, seed=config.seed, detector=detector
+    )
 
 
 def _fixed(size, iteration):

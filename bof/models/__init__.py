@@ -7,9 +7,10 @@ from torch import nn
 
 from bof.config import TrainConfig
 from bof.errors import ConfigError
+from bof.models import faster_rcnn  # the module: `import bof.models.faster_rcnn as m` must give it
 from bof.models.anchors import read_anchors
 from bof.models.darknet import Classifier, Darknet53
-from bof.models.faster_rcnn import FasterRCNN, backbone_state, faster_rcnn, resnet_body
+from bof.models.faster_rcnn import FasterRCNN, backbone_state, resnet_body
 from bof.models.published import load_published
 from bof.models.yolov3 import PAPER_ANCHORS, YOLOv3
 from bof.tricks.label_smoothing import default_sigmoid_eps
@@ -84,7 +85,7 @@ def build_faster_rcnn(
             body.load_state_dict(_check_pretrained(pretrained, config), strict=False)
         elif load_published_weights:
             load_published(backbone, body)
-    return faster_rcnn(
+    return faster_rcnn.faster_rcnn(
         num_classes,
         backbone=backbone,
         width=config.model.width,

@@ -1,14 +1,9 @@
 """Faster R-CNN [17] from torchvision's parts, with the freebies in its losses.
 
-torchvision is changed only through its extension points:
-
-* ``WeightedRPN`` subclasses ``RegionProposalNetwork`` and replaces
-  ``assign_targets_to_anchors`` and ``compute_loss``, so every sampled anchor carries the
-  mixup weight of the ground truth it is matched to (1 for background);
-* ``WeightedRoIHeads`` subclasses ``RoIHeads``: ``select_training_samples`` also records
-  each sampled proposal's weight, the box predictor's outputs are kept, and the
-  classification/regression loss is recomputed with those weights and with label
-  smoothing over the K + 1 softmax classes (§3.2).
+The freebies enter the losses the way a user adds them to their own torchvision detector:
+``bof.models.weighted.weighted_losses`` with GluonCV's losses (every sampled anchor and proposal
+weighted by its ground truth's mixup weight, label smoothing over the K + 1 softmax classes (§3.2),
+smooth-L1 beta 1 in the RoI head, no RPN anchor crossing the border sampled).
 
 The model is assembled as torchvision's ``GeneralizedRCNN`` from its public classes: by
 default the paper's network, GluonCV's C4 Faster R-CNN (ResNet-50/101 to stride 16,
@@ -34,140 +29,13 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.resnet import BasicBlock
-from torchvision.ops import boxes as box_ops
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from bof.models.roi_align import SparseRoIAlign
-from bof.tricks.label_smoothing import smoothed_cross_entropy
+from bof.models.weighted import weighted_losses
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-
-
-def _matched_weights(matched_idxs: torch.Tensor, target: dict) -> torch.Tensor:
-    """The mixup weight of each anchor's/proposal's matched ground truth; 1 where unmatched."""
-    weights = target.get("weights")
-    if weights is None or len(weights) == 0:
-        return torch.ones(len(matched_idxs), device=matched_idxs.device)
-    matched = weights.to(matched_idxs.device)[matched_idxs.clamp(min=0)]
-    return torch.where(matched_idxs >= 0, matched, torch.ones_like(matched))
-
-
-class WeightedRPN(RegionProposalNetwork):
-    """RPN whose objectness and box losses weight each sampled anchor by its ground truth's
-    mixup weight (1 for background), and which never samples an anchor that crosses the
-    image border (GluonCV's ``RPNTargetSampler``, as in the original Faster R-CNN [17])."""
-
-    def forward(self, images, features, targets=None):
-        self._image_sizes = images.image_sizes  # (h, w) of each resized image, before padding
-        return super().forward(images, features, targets)
-
-    def assign_targets_to_anchors(self, anchors, targets):
-        labels, matched_gt_boxes, self._anchor_weights = [], [], []
-        sizes = getattr(self, "_image_sizes", None) or [None] * len(anchors)
-        for anchors_per_image, target, size in zip(anchors, targets, sizes, strict=True):
-            gt_boxes = target["boxes"]
-            if gt_boxes.numel() == 0:
-                matched_gt_boxes.append(torch.zeros_like(anchors_per_image))
-                labels_per_image = torch.zeros(len(anchors_per_image), device=anchors_per_image.device)
-                weights = torch.ones(len(anchors_per_image), device=anchors_per_image.device)
-            else:
-                matched_idxs = self.proposal_matcher(box_ops.box_iou(gt_boxes, anchors_per_image))
-                matched_gt_boxes.append(gt_boxes[matched_idxs.clamp(min=0)])
-                labels_per_image = (matched_idxs >= 0).to(torch.float32)
-                labels_per_image[matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0.0
-                labels_per_image[matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
-                weights = _matched_weights(matched_idxs, target)
-            if size is not None:
-                height, width = size
-                crosses = (
-                    (anchors_per_image[:, 0] < 0)
-                    | (anchors_per_image[:, 1] < 0)
-                    | (anchors_per_image[:, 2] > width)
-                    | (anchors_per_image[:, 3] > height)
-                )
-                labels_per_image[crosses] = -1.0
-            labels.append(labels_per_image)
-            self._anchor_weights.append(weights)
-        return labels, matched_gt_boxes
-
-    def compute_loss(self, objectness, pred_bbox_deltas, labels, regression_targets):
-        sampled_pos, sampled_neg = self.fg_bg_sampler(labels)
-        sampled_pos = torch.where(torch.cat(sampled_pos))[0]
-        sampled = torch.cat([sampled_pos, torch.where(torch.cat(sampled_neg))[0]])
-        weights = torch.cat(self._anchor_weights)
-        objectness = objectness.flatten()
-        labels = torch.cat(labels)
-        regression_targets = torch.cat(regression_targets)
-        box_loss = (
-            F.smooth_l1_loss(
-                pred_bbox_deltas[sampled_pos], regression_targets[sampled_pos], beta=1 / 9, reduction="none"
-            ).sum(1)
-            * weights[sampled_pos]
-        ).sum() / max(sampled.numel(), 1)
-        objectness_loss = (
-            F.binary_cross_entropy_with_logits(objectness[sampled], labels[sampled], reduction="none")
-            * weights[sampled]
-        ).mean()
-        return objectness_loss, box_loss
-
-
-class _KeepOutputs(nn.Module):
-    """Wraps the box predictor and keeps its last outputs for the weighted loss."""
-
-    def __init__(self, predictor: nn.Module):
-        super().__init__()
-        self.predictor = predictor
-        self.last: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def forward(self, x: torch.Tensor):
-        self.last = self.predictor(x)
-        return self.last
-
-
-class WeightedRoIHeads(RoIHeads):
-    """RoI heads whose box loss is cross-entropy with label smoothing ``eps`` and mixup weights."""
-
-    def __init__(self, *args, label_smoothing: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.box_predictor = _KeepOutputs(self.box_predictor)
-        self.label_smoothing = label_smoothing
-
-    def select_training_samples(self, proposals, targets):
-        proposals, matched_idxs, labels, regression_targets = super().select_training_samples(proposals, targets)
-        # torchvision clamps the matched indices of background proposals to 0, so only the
-        # labels tell foreground (> 0) from background (0): background weighs 1.
-        self._sampled = (
-            torch.cat(
-                [
-                    torch.where(label > 0, _matched_weights(matched.clamp(min=0), target), 1.0)
-                    for matched, label, target in zip(matched_idxs, labels, targets, strict=True)
-                ]
-            ),
-            torch.cat(labels),
-            torch.cat(regression_targets),
-        )
-        return proposals, matched_idxs, labels, regression_targets
-
-    def forward(self, features, proposals, image_shapes, targets=None):
-        result, losses = super().forward(features, proposals, image_shapes, targets)
-        if self.training:
-            losses = self.box_loss(*self.box_predictor.last, *self._sampled)
-        return result, losses
-
-    def box_loss(self, class_logits, box_regression, weights, labels, regression_targets) -> dict[str, torch.Tensor]:
-        """torchvision's ``fastrcnn_loss`` with per-sample weights, label smoothing, and GluonCV's
-        box term: smooth L1 with beta 1 (``HuberLoss()``, rho = 1; torchvision uses 1/9), summed
-        over the positives' class-specific coordinates and divided by the sampled RoIs."""
-        positive = torch.where(labels > 0)[0]
-        box_regression = box_regression.reshape(len(labels), box_regression.size(-1) // 4, 4)
-        box = F.smooth_l1_loss(
-            box_regression[positive, labels[positive]], regression_targets[positive], beta=1.0, reduction="none"
-        )
-        return {
-            "loss_classifier": smoothed_cross_entropy(class_logits, labels, self.label_smoothing, weights),
-            "loss_box_reg": (box.sum(1) * weights[positive]).sum() / max(labels.numel(), 1),
-        }
 
 
 class SmallResNet(nn.Module):
@@ -222,9 +90,12 @@ def stage_channels(body: nn.Module) -> list[int]:
 class FasterRCNN(nn.Module):
     """torchvision's ``GeneralizedRCNN`` with weighted, smoothed losses and 0-based labels."""
 
+    honours_box_weights = True  # its losses read target["weights"] (bof.models.weighted)
+
     def __init__(self, detector: GeneralizedRCNN):
         super().__init__()
         self.detector = detector
+        self.register_load_state_dict_pre_hook(_predictor_keys)
 
     def forward(self, images: Sequence[torch.Tensor], targets: Sequence[dict] | None = None):
         if targets is not None:
@@ -240,6 +111,14 @@ class FasterRCNN(nn.Module):
         if self.training:
             return output
         return [{**detections, "labels": detections["labels"] - 1} for detections in output]
+
+
+def _predictor_keys(module, state_dict, prefix, *args) -> None:
+    """Weights saved before 2026-12-04 held the box predictor one level down (a wrapper that kept
+    its outputs, now a forward hook): ``...box_predictor.predictor.*`` -> ``...box_predictor.*``."""
+    old = f"{prefix}detector.roi_heads.box_predictor.predictor."
+    for key in [key for key in state_dict if key.startswith(old)]:
+        state_dict[f"{prefix}detector.roi_heads.box_predictor." + key[len(old) :]] = state_dict.pop(key)
 
 
 class CellCentredAnchors(AnchorGenerator):
@@ -299,13 +178,13 @@ def _c4_parts(body: nn.Module, small: bool):
     return features, rpn_anchors, pooler, Res5Head(body.layer4, stage_channels(body)[3])
 
 
-def _rpn(features: nn.Module, anchors, *, small: bool, test_proposals: int, min_size: float) -> WeightedRPN:
+def _rpn(features: nn.Module, anchors, *, small: bool, test_proposals: int, min_size: float) -> RegionProposalNetwork:
     """GluonCV's RPN: 256 anchors sampled an image (half positive), NMS at 0.7, 12000 -> 2000
     proposals in training and 6000 -> ``test_proposals`` in testing (CPU presets: fewer)."""
     proposals = (dict(training=2000, testing=1000), dict(training=500, testing=test_proposals))
     if not small:
         proposals = (dict(training=12000, testing=6000), dict(training=2000, testing=test_proposals))
-    rpn = WeightedRPN(
+    rpn = RegionProposalNetwork(
         anchors,
         RPNHead(features.out_channels, anchors.num_anchors_per_location()[0]),
         fg_iou_thresh=0.7,
@@ -358,7 +237,7 @@ def faster_rcnn(
             parameter.requires_grad_(any(name.startswith(layer) for layer in trainable))
     features, rpn_anchors, pooler, box_head = _fpn_parts(body, small) if fpn else _c4_parts(body, small)
     rpn = _rpn(features, rpn_anchors, small=small, test_proposals=rpn_test_proposals, min_size=rpn_min_size)
-    roi_heads = WeightedRoIHeads(
+    roi_heads = RoIHeads(
         pooler,
         box_head,
         _init_predictor(FastRCNNPredictor(box_head.out_channels, num_classes + 1)),
@@ -370,10 +249,10 @@ def faster_rcnn(
         score_thresh=1e-4,  # GluonCV's box_nms valid_thresh
         nms_thresh=nms_iou,
         detections_per_img=100,
-        label_smoothing=label_smoothing,
     )
     transform = GeneralizedRCNNTransform(min_size, max_size, IMAGENET_MEAN, IMAGENET_STD)
-    return FasterRCNN(GeneralizedRCNN(features, rpn, roi_heads, transform))
+    detector = GeneralizedRCNN(features, rpn, roi_heads, transform)
+    return FasterRCNN(weighted_losses(detector, label_smoothing=label_smoothing, losses="gluoncv"))
 
 
 def _fpn_parts(body: nn.Module, small: bool):

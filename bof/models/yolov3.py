@@ -54,6 +54,8 @@ class DetectionBlock(nn.Module):
 
 
 class YOLOv3(nn.Module):
+    honours_box_weights = True  # yolo_loss reads target["weights"] (mixup, §3.1)
+
     def __init__(
         self,
         num_classes: int,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ["default_sigmoid_eps", "smooth_sigmoid_targets", "smoothed_cross_entropy"]
+
 
 def smooth_sigmoid_targets(onehot: torch.Tensor, eps: float) -> torch.Tensor:
     """Map sigmoid targets [..., K] from {0, 1} into [eps, 1 - eps]: ``q (1 - 2 eps) + eps``."""

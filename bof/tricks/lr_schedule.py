@@ -15,6 +15,8 @@ import torch
 
 from bof.errors import ConfigError
 
+__all__ = ["build_scheduler", "lr_at"]
+
 Mode = Literal["cosine", "step"]
 
 

@@ -22,6 +22,8 @@ from bof.config import MixupConfig, MixupMode
 from bof.errors import ConfigError
 from bof.tricks.random import bernoulli, beta, randint
 
+__all__ = ["ClassificationMixup", "DetectionMixup", "mix_classification", "mix_detection"]
+
 
 def mix_detection(
     img_a: torch.Tensor,

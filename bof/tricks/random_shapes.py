@@ -14,6 +14,8 @@ from bof.config import STRIDE
 from bof.errors import ConfigError
 from bof.tricks.random import generator_for, randint
 
+__all__ = ["shape_at", "shape_range"]
+
 
 def shape_range(low: int, high: int, step: int = STRIDE) -> tuple[int, ...]:
     """Sizes ``low, low + step, ..., high``; both ends must be multiples of ``step``."""

@@ -29,6 +29,8 @@ from torch import nn
 
 from bof.errors import ConfigError
 
+__all__ = ["CPUSyncBatchNorm", "GroupBatchNorm2d", "convert_batchnorm", "plain_batchnorm"]
+
 BatchNormMode = Literal["plain", "sync", "group"]
 
 

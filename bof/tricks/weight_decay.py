@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from torch import nn
 
+__all__ = ["parameter_groups"]
+
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 

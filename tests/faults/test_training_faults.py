@@ -60,9 +60,9 @@ def test_sigkill_mid_epoch_then_restart_equals_an_uninterrupted_run(tiny_config,
 
 def test_infinite_loss_names_iteration_and_term(tiny_config, tmp_path, monkeypatch):
     _, config = tiny_config("faster_rcnn", ("optim.epochs=2",))
-    frcnn = importlib.import_module("bof.models.faster_rcnn")
+    weighted = importlib.import_module("bof.models.weighted")
 
-    original, calls = frcnn.WeightedRoIHeads.box_loss, []
+    original, calls = weighted.WeightedRoIHeads.box_loss, []
 
     def exploding(self, *args):
         losses = original(self, *args)
@@ -71,7 +71,7 @@ def test_infinite_loss_names_iteration_and_term(tiny_config, tmp_path, monkeypat
             losses["loss_classifier"] = losses["loss_classifier"] + float("inf")
         return losses
 
-    monkeypatch.setattr(frcnn.WeightedRoIHeads, "box_loss", exploding)
+    monkeypatch.setattr(weighted.WeightedRoIHeads, "box_loss", exploding)
     try:
         train(config, tmp_path / "run", progress=False)
     except NonFiniteLossError as error:

@@ -54,7 +54,7 @@ def test_default_is_the_papers_c4_network():
     assert detector.rpn._pre_nms_top_n == {"training": 12000, "testing": 6000}
     assert detector.rpn._post_nms_top_n == {"training": 2000, "testing": 300}
     assert detector.roi_heads.nms_thresh == 0.3 and detector.rpn.min_size == 16
-    assert detector.roi_heads.box_predictor.predictor.cls_score.out_features == 21
+    assert detector.roi_heads.box_predictor.cls_score.out_features == 21
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
     assert any(".conv1." in f".{n}" or n.startswith("detector.backbone.conv1") for n in frozen)
     assert all("layer2" not in name and "layer3" not in name for name in frozen)
@@ -125,7 +125,7 @@ def reference_roi_losses(model, features, proposals, targets, smoothing):
     coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
     rois = [torch.cat([p, t["boxes"]]) for p, t in zip(proposals, targets, strict=True)]
     # one pass over every image's RoIs, as the heads do (the small backbone's res5 has batch BN)
-    logits, regression = heads.box_predictor.predictor(
+    logits, regression = heads.box_predictor(
         heads.box_head(heads.box_roi_pool(features, rois, [(SIZE, SIZE)] * len(rois)))
     )
     class_terms, box_terms, start = [], [], 0

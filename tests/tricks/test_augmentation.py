@@ -303,11 +303,12 @@ def test_pipeline_gives_the_exact_kernels_output_up_to_rounding(tiny_synth, monk
     import bof.tricks.ssd_crop as ssd_crop
     from bof.data.training import SampleKey, TrainingSet
     from bof.data.voc import VOCDetection
+    from bof.models.yolov3 import YOLOv3
     from bof.tricks.mixup import DetectionMixup
 
     dataset = VOCDetection(tiny_synth / "VOCdevkit", [("2007", "trainval")])
     mix = DetectionMixup(mode="beta", off_last_epochs=0) if mixup else None
-    fast = TrainingSet(dataset, SingleStageAugment(), mixup=mix, epochs=1, seed=3)
+    fast = TrainingSet(dataset, SingleStageAugment(), mixup=mix, epochs=1, seed=3, detector=YOLOv3)
     samples = [fast[SampleKey(0, index, 96)] for index in range(len(dataset))]
 
     def exact_colour(image, matrix, offset):
@@ -321,7 +322,7 @@ def test_pipeline_gives_the_exact_kernels_output_up_to_rounding(tiny_synth, monk
     monkeypatch.setattr(photometric, "apply_color_transform", exact_colour)
     monkeypatch.setattr(ssd_crop, "resize", planar_resize)
     monkeypatch.setattr(training, "mix_detection", _exact_mix)
-    exact = TrainingSet(dataset, SingleStageAugment(), mixup=mix, epochs=1, seed=3)
+    exact = TrainingSet(dataset, SingleStageAugment(), mixup=mix, epochs=1, seed=3, detector=YOLOv3)
     errors = []
     for index, (image, target) in enumerate(samples):
         expected_image, expected_target = exact[SampleKey(0, index, 96)]

@@ -10,6 +10,8 @@ from bof.data.detection import collate_detection
 from bof.data.training import SampleKey, TrainingSet
 from bof.data.voc import VOCDetection
 from bof.errors import ConfigError
+from bof.models.yolov3 import YOLOv3  # its loss reads the box weights
+from bof.tricks.augmentation import DetectionTransform
 from bof.tricks.mixup import ClassificationMixup, DetectionMixup, mix_classification, mix_detection
 from bof.tricks.random import generator_for
 
@@ -65,7 +67,7 @@ def test_switched_off_for_the_last_epochs_and_validated():
         DetectionMixup(mode="sometimes")
 
 
-def identity(image, target, *, size, generator):
+def identity(image, target):
     return image, target
 
 
@@ -83,7 +85,9 @@ def two_image_devkit(tmp_path):
 
 def test_blending_happens_inside_data_loader_workers(two_image_devkit):
     dataset = VOCDetection(two_image_devkit)
-    training = TrainingSet(dataset, identity, mixup=DetectionMixup(mode="fixed", off_last_epochs=0), epochs=3, seed=7)
+    training = TrainingSet(
+        dataset, identity, mixup=DetectionMixup(mode="fixed", off_last_epochs=0), epochs=3, seed=7, detector=YOLOv3
+    )
     keys = [SampleKey(epoch, index) for epoch in range(3) for index in range(2)]
     loader = torch.utils.data.DataLoader(
         training, sampler=keys, batch_size=2, num_workers=2, collate_fn=collate_detection
@@ -121,7 +125,7 @@ def test_each_image_of_a_mixing_epoch_carries_the_mixups_loss_scale(two_image_de
     every image of a run without mixup."""
     dataset = VOCDetection(two_image_devkit)
     mixup = DetectionMixup(mode="fixed", weighted=False, loss_scale=0.5, off_last_epochs=1)
-    scaled = TrainingSet(dataset, identity, mixup=mixup, epochs=2, seed=0)
+    scaled = TrainingSet(dataset, identity, mixup=mixup, epochs=2, seed=0, detector=YOLOv3)
     assert [scaled[SampleKey(0, index)][1]["loss_weight"] for index in range(2)] == [0.5, 0.5]
     assert [scaled[SampleKey(1, index)][1]["loss_weight"] for index in range(2)] == [1.0, 1.0]
     plain = TrainingSet(dataset, identity, mixup=None, epochs=2, seed=0)
@@ -143,8 +147,15 @@ def test_classification_mixup_pairs_the_reversed_batch():
     assert ((lams < 0.1) | (lams > 0.9)).float().mean() > 0.6  # Beta(0.2, 0.2) is U-shaped
 
 
-def _identity(image, target, *, size, generator):
+def _identity(image, target):
     return image, target
+
+
+class _Identity(DetectionTransform):
+    """No augmentation, as a bof transform (which the engine's loaders call with the batch's size)."""
+
+    def augment(self, image, target, *, size, generator):
+        return image, target
 
 
 def _check_epoch(dataset, samples, mixing: bool) -> list[float]:
@@ -180,7 +191,7 @@ def test_beta_mixup_in_the_engines_workers_switches_off_for_the_last_epochs(tiny
         "yolov3", ("optim.epochs=4", "run.workers=2", "tricks.mixup.mode=beta", "tricks.mixup.off_last_epochs=2")
     )
     trainer = Trainer(config, tmp_path / "run", Context(0, 1, 0, torch.device("cpu")), progress=False)
-    trainer.training_set.augment = _identity  # compare pixels exactly
+    trainer.training_set.augment = _Identity()  # compare pixels exactly
     lams = []
     for epoch in range(4):
         samples = [pair for images, targets in trainer.loader(epoch) for pair in zip(images, targets, strict=True)]
@@ -194,7 +205,9 @@ def test_persistent_workers_see_the_epoch_in_the_key(two_image_devkit):
     from bof.data.training import KeyedBatchSampler
 
     dataset = VOCDetection(two_image_devkit)
-    training = TrainingSet(dataset, _identity, mixup=DetectionMixup(mode="beta", off_last_epochs=1), epochs=2, seed=3)
+    training = TrainingSet(
+        dataset, _identity, mixup=DetectionMixup(mode="beta", off_last_epochs=1), epochs=2, seed=3, detector=YOLOv3
+    )
     batches = KeyedBatchSampler(
         torch.utils.data.SequentialSampler(range(2)), 2, epoch=0, first_iteration=0, size_at=lambda i: None
     )

@@ -1,0 +1,167 @@
+"""`weighted_losses` on stock torchvision detectors: with every weight 1 and no smoothing the
+losses are torchvision's (to 1e-6, same inputs and random draws); a box's weight scales exactly
+its own anchors' terms (a weight-0 box leaves the background's, which keep weight 1); the state
+dict and settings stay; what cannot honour weights raises."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torchvision.models.detection import (
+    fasterrcnn_mobilenet_v3_large_320_fpn,
+    maskrcnn_resnet50_fpn,
+    retinanet_resnet50_fpn,
+)
+from torchvision.ops import sigmoid_focal_loss
+
+from bof.models.weighted import honours_box_weights, weighted_losses
+
+SIZE = 160
+
+
+def images_and_targets(weights=None):
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, SIZE, SIZE, generator=generator), torch.rand(3, SIZE, 128, generator=generator)]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 12, 70, 90], [60, 40, 150, 140]]), "labels": torch.tensor([1, 3])},
+        {"boxes": torch.tensor([[20.0, 30, 100, 120]]), "labels": torch.tensor([2])},
+    ]
+    if weights is not None:
+        for target, image_weights in zip(targets, weights, strict=True):
+            target["weights"] = torch.tensor(image_weights)
+    return images, targets
+
+
+def losses_of(model, images, targets, seed=0):
+    torch.manual_seed(seed)  # the RPN's and RoI heads' samplers draw from torch's global stream
+    return {name: value.item() for name, value in model(images, targets).items()}
+
+
+def faster_rcnn():
+    torch.manual_seed(0)
+    return fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=4, min_size=SIZE, max_size=SIZE
+    ).train()
+
+
+def retinanet(loss_type="l1"):
+    torch.manual_seed(0)
+    model = retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4, min_size=SIZE, max_size=SIZE)
+    model.head.regression_head._loss_type = loss_type
+    return model.train()
+
+
+@pytest.mark.parametrize("weights", [None, [[1.0, 1.0], [1.0]]], ids=["no weights key", "weights 1"])
+def test_faster_rcnn_with_weights_one_has_torchvisions_losses(weights):
+    stock = faster_rcnn()
+    converted = weighted_losses(copy.deepcopy(stock))
+    images, targets = images_and_targets(weights)
+    expected, got = losses_of(stock, images, targets), losses_of(converted, images, targets)
+    assert set(got) == set(expected) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    for name in expected:
+        assert got[name] == pytest.approx(expected[name], rel=1e-6, abs=1e-7), name
+    assert expected["loss_box_reg"] > 0 and expected["loss_rpn_box_reg"] > 0  # positives were sampled
+
+
+@pytest.mark.parametrize("loss_type", ["l1", "giou"])
+def test_retinanet_with_weights_one_has_torchvisions_losses(loss_type):
+    stock = retinanet(loss_type)
+    converted = weighted_losses(copy.deepcopy(stock))
+    images, targets = images_and_targets([[1.0, 1.0], [1.0]])
+    expected, got = losses_of(stock, images, targets), losses_of(converted, images, targets)
+    for name in expected:
+        assert got[name] == pytest.approx(expected[name], rel=1e-6), name
+
+
+def test_the_state_dict_and_settings_stay():
+    stock = faster_rcnn()
+    converted = weighted_losses(copy.deepcopy(stock))
+    assert list(converted.state_dict()) == list(stock.state_dict())
+    assert converted.rpn._pre_nms_top_n == stock.rpn._pre_nms_top_n
+    assert converted.roi_heads.fg_bg_sampler.batch_size_per_image == stock.roi_heads.fg_bg_sampler.batch_size_per_image
+    converted.load_state_dict(stock.state_dict())  # a torchvision checkpoint still loads
+    weighted_losses(converted)  # converting twice changes nothing
+    assert len(converted.roi_heads.box_predictor._forward_hooks) == 1
+
+
+def retinanet_reference(model, images, targets):
+    """RetinaNet's classification loss recomputed with torchvision's own focal loss, each anchor's
+    term times its matched box's weight, background (unmatched) anchors times 1, ignored anchors
+    left out, divided by the number of foreground anchors, averaged over images."""
+    captured = {}
+    original = model.head.compute_loss
+
+    def capture(targets_, head_outputs, anchors, matched_idxs):
+        captured.update(outputs=head_outputs, matched=matched_idxs, targets=targets_)
+        return original(targets_, head_outputs, anchors, matched_idxs)
+
+    model.head.compute_loss = capture
+    losses = model(images, targets)
+    del model.head.compute_loss
+    per_image = []
+    for target, logits, matched in zip(
+        captured["targets"], captured["outputs"]["cls_logits"], captured["matched"], strict=True
+    ):
+        foreground = matched >= 0
+        onehot = torch.zeros_like(logits)
+        onehot[foreground, target["labels"][matched[foreground]]] = 1.0
+        valid = matched >= -1  # -1 below the low threshold (background), -2 between: ignored
+        weight = torch.where(foreground, target["weights"][matched.clamp(min=0)], 1.0)
+        terms = sigmoid_focal_loss(logits, onehot, reduction="none").sum(1)
+        per_image.append((terms * weight)[valid].sum() / max(1, int(foreground.sum())))
+    return losses, (sum(per_image) / len(per_image)).item()
+
+
+def test_retinanet_weights_each_anchor_by_its_box_and_background_by_one():
+    model = weighted_losses(retinanet())
+    images, targets = images_and_targets([[0.0, 0.6], [0.25]])  # a weight-0 box among them
+    losses, classification = retinanet_reference(model, images, targets)
+    assert losses["classification"].item() == pytest.approx(classification, rel=1e-5)
+
+
+def test_a_weight_zero_box_adds_nothing_to_the_regression():
+    model = weighted_losses(retinanet())
+    images, targets = images_and_targets([[0.0, 0.0], [0.0]])
+    assert losses_of(model, images, targets)["bbox_regression"] == 0.0
+    faster = weighted_losses(faster_rcnn())
+    losses = losses_of(faster, images, targets)
+    assert losses["loss_box_reg"] == 0.0 and losses["loss_rpn_box_reg"] == 0.0
+    assert losses["loss_classifier"] > 0 and losses["loss_objectness"] > 0  # background still counts
+
+
+def test_label_smoothing_is_torchvisions_cross_entropy_option():
+    stock, converted = faster_rcnn(), weighted_losses(faster_rcnn(), label_smoothing=0.1)
+    images, targets = images_and_targets()
+    captured = {}
+    stock.roi_heads.box_predictor.register_forward_hook(lambda m, i, o: captured.update(logits=o[0]))
+    original = stock.roi_heads.select_training_samples
+
+    def keep_labels(proposals, targets_):
+        result = original(proposals, targets_)
+        captured["labels"] = torch.cat(result[2])
+        return result
+
+    stock.roi_heads.select_training_samples = keep_labels
+    losses_of(stock, images, targets)
+    expected = torch.nn.functional.cross_entropy(captured["logits"], captured["labels"], label_smoothing=0.1)
+    assert losses_of(converted, images, targets)["loss_classifier"] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_what_cannot_honour_weights_raises():
+    with pytest.raises(TypeError, match="MaskRCNN has mask or keypoint heads"):
+        weighted_losses(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=3))
+    with pytest.raises(TypeError, match="not a torchvision Faster R-CNN or RetinaNet"):
+        weighted_losses(torch.nn.Linear(2, 2))
+    model = faster_rcnn()
+
+    class MyRPN(type(model.rpn)):
+        pass
+
+    model.rpn.__class__ = MyRPN
+    with pytest.raises(TypeError, match="FasterRCNN.rpn is a MyRPN, not torchvision's RegionProposalNetwork"):
+        weighted_losses(model)
+    with pytest.raises(ValueError, match="Faster R-CNN's"):
+        weighted_losses(retinanet(), losses="gluoncv")
+    assert not honours_box_weights(faster_rcnn()) and honours_box_weights(weighted_losses(faster_rcnn()))
