@@ -194,3 +194,13 @@ def test_the_box_classifier_loss_is_the_smoothed_cross_entropy_kernel():
     assert torch.equal(
         losses["loss_classifier"], smoothed_cross_entropy(logits, labels, heads.label_smoothing, weights)
     )
+
+
+def test_weights_saved_before_the_box_predictor_hook_still_load():
+    """Until 2026-12-04 a wrapper held the box predictor one level down (`...box_predictor.predictor.*`)."""
+    saved = small_model().state_dict()
+    old = {k.replace("roi_heads.box_predictor.", "roi_heads.box_predictor.predictor."): v for k, v in saved.items()}
+    assert any(".box_predictor.predictor." in key for key in old)
+    model = faster_rcnn(3, backbone="small_resnet", width=0.125, min_size=SIZE, max_size=SIZE)
+    model.load_state_dict(old)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in saved.items())

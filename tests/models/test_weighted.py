@@ -165,3 +165,23 @@ def test_what_cannot_honour_weights_raises():
     with pytest.raises(ValueError, match="Faster R-CNN's"):
         weighted_losses(retinanet(), losses="gluoncv")
     assert not honours_box_weights(faster_rcnn()) and honours_box_weights(weighted_losses(faster_rcnn()))
+
+
+def test_torchvision_inputs_shifts_labels_past_the_background_and_converts_images_and_boxes():
+    from torchvision import tv_tensors
+
+    from bof.models.weighted import torchvision_inputs
+
+    image = torch.full((3, 4, 6), 255, dtype=torch.uint8)
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[1.0, 1, 2, 3]]), format="XYWH", canvas_size=(4, 6))
+    target = {
+        "boxes": boxes,
+        "labels": torch.tensor([0]),
+        "weights": torch.tensor([0.4]),
+        "difficult": torch.tensor([0]),
+    }
+    images, targets = torchvision_inputs([image], [target])
+    assert images[0].dtype == torch.float32 and images[0].max().item() == 1.0
+    assert targets[0]["labels"].tolist() == [1]  # class 0 of bof is class 1 of torchvision (0: background)
+    assert targets[0]["boxes"].tolist() == [[1.0, 1.0, 3.0, 4.0]] and type(targets[0]["boxes"]) is torch.Tensor
+    assert targets[0]["weights"].tolist() == pytest.approx([0.4]) and set(targets[0]) == {"boxes", "labels", "weights"}
