@@ -12,13 +12,14 @@ from bof.models.weighted import honours_box_weights, torchvision_inputs, weighte
 from bof.tricks.augmentation import DetectionTransform, SingleStageAugment, TwoStageAugment
 from bof.tricks.label_smoothing import default_sigmoid_eps, smooth_sigmoid_targets, smoothed_cross_entropy
 from bof.tricks.lr_schedule import build_scheduler, lr_at
-from bof.tricks.mixup import ClassificationMixup, DetectionMixup, mix_classification, mix_detection
+from bof.tricks.mixup import BatchMixup, ClassificationMixup, DetectionMixup, mix_classification, mix_detection
 from bof.tricks.random_shapes import shape_at, shape_range
 from bof.tricks.sync_bn import convert_batchnorm
 from bof.tricks.target import Target
 from bof.tricks.weight_decay import parameter_groups
 
 __all__ = [
+    "BatchMixup",
     "ClassificationMixup",
     "DetectionMixup",
     "DetectionTransform",

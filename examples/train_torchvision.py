@@ -37,6 +37,7 @@ from bof.freebies import (
     build_scheduler,
     collate_detection,
     convert_batchnorm,
+    default_sigmoid_eps,
     parameter_groups,
     torchvision_inputs,
     weighted_losses,
@@ -54,7 +55,9 @@ def detector(name: str, classes: int, size: int) -> torch.nn.Module:
             weights=None, weights_backbone=None, num_classes=classes + 1, min_size=size, max_size=size * 5 // 3
         )
     model = convert_batchnorm(model, "sync")  # synchronized BN (§3.5) under torchrun; one process: as it is
-    return weighted_losses(model, label_smoothing=0.1)
+    # Eq. 3's eps for the softmax classifier; a sigmoid head takes GluonCV's min(1 / K, 1 / 40)
+    smoothing = default_sigmoid_eps(classes) if name == "retinanet" else 0.1
+    return weighted_losses(model, label_smoothing=smoothing)
 
 
 def main() -> None:
@@ -85,8 +88,9 @@ def main() -> None:
     training = TrainingSet(dataset, augment, mixup=mixup, epochs=epochs, seed=args.seed, detector=model)
 
     optimizer = torch.optim.SGD(parameter_groups(model, 1e-4, decay_norm_and_bias=False), lr=0.01, momentum=0.9)
+    # cosine over exactly the iterations run, after a warmup of a tenth of them
     scheduler = build_scheduler(
-        optimizer, iters_per_epoch=iters_per_epoch, epochs=epochs, warmup_epochs=1, mode="cosine"
+        optimizer, iters_per_epoch=1, epochs=args.iterations, warmup_epochs=args.iterations / 10, mode="cosine"
     )
 
     step, mixed, losses = 0, 0, {}

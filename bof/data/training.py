@@ -9,12 +9,15 @@ persistent worker cannot hold a stale switch. The batch sampler puts the batch's
 (random shapes) into the key as well.
 
 With a plain ``DataLoader(training_set, shuffle=True, num_workers=k)`` the set is indexed by
-integers and the epoch is the one ``set_epoch`` gave (as ``DistributedSampler.set_epoch``);
-an index asked twice in one epoch in one process warns that it was not called.
+integers and the epoch is the one ``set_epoch`` gave (as ``DistributedSampler.set_epoch``;
+indexing before any call raises). An index asked twice in one epoch in one process warns once
+(``num_workers=0`` or persistent workers: ``set_epoch`` forgotten, or a sampler that repeats
+indices); a forgotten call with fresh workers each epoch cannot be seen from inside them.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
@@ -23,8 +26,8 @@ import torch
 from torchvision import tv_tensors
 
 from bof.data.detection import DetectionDataset, Target
-from bof.tricks.augmentation import DetectionTransform, uint8_pixels, xyxy_boxes
-from bof.tricks.mixup import DetectionMixup, mix_detection
+from bof.tricks.augmentation import DetectionTransform
+from bof.tricks.mixup import DetectionMixup, check_reads_weights, mix_samples
 from bof.tricks.random import generator_for
 
 __all__ = ["KeyedBatchSampler", "SampleKey", "TrainingSet"]
@@ -61,26 +64,24 @@ class TrainingSet(torch.utils.data.Dataset):
         seed: int,
         detector: object | None = None,
     ):
-        if mixup is not None and mixup.mode != "off":
-            if mixup.weighted and not getattr(detector, "honours_box_weights", False):
-                reader = "no detector was given to" if detector is None else f"{type(detector).__name__} does not"
-                raise ValueError(
-                    f"mixup weights each box by its image's share, but {reader} read the weights: pass "
-                    f"detector=<your model after bof.models.weighted.weighted_losses>, or mix unweighted (weighted=False)"
-                )
-            if mixup.off_last_epochs >= epochs:
-                warnings.warn(
-                    f"mixup is off for the last {mixup.off_last_epochs} of {epochs} epochs: it never mixes "
-                    f"(set off_last_epochs below {epochs})",
-                    stacklevel=2,
-                )
+        check_reads_weights(mixup, detector)
+        if mixup is not None and mixup.mode != "off" and mixup.off_last_epochs >= epochs:
+            warnings.warn(
+                f"mixup is off for the last {mixup.off_last_epochs} of {epochs} epochs: it never mixes "
+                f"(set off_last_epochs below {epochs})",
+                stacklevel=2,
+            )
         self.dataset = dataset
         self.augment = augment
         self.mixup = mixup
         self.epochs = epochs
         self.seed = seed
-        self.epoch = 0
+        self.epoch: int | None = None  # of integer indices: set_epoch's
         self._asked: set[int] = set()
+        self._warned = False
+        # bof's transforms, and callables of (image, target, *, size, generator), take the sample's
+        # generator; any other (a transforms-v2 pipeline) draws from torch's stream, seeded per sample
+        self._keyed_augment = isinstance(augment, DetectionTransform) or _takes_generator(augment)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch integer indices belong to (a plain DataLoader's); call it before each epoch."""
@@ -102,51 +103,41 @@ class TrainingSet(torch.utils.data.Dataset):
             draw = self.mixup.draw(generator, key.index, len(self.dataset))
             if draw is not None:
                 image, target = self._mix(image, target, *draw)
-        if isinstance(self.augment, DetectionTransform):
+        if self._keyed_augment:
             return self.augment(image, target, size=key.size, generator=generator)
         if key.size is not None:
             raise ValueError(f"{type(self.augment).__name__} cannot take a batch's input size (random shapes)")
-        with torch.random.fork_rng(devices=[]):  # a foreign transform's draws, seeded by the sample
-            torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
+        with torch.random.fork_rng(devices=[]):  # a v2 transform's draws from torch's CPU stream, seeded by the sample
+            torch.default_generator.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
             return self.augment(image, target)
 
     def _key(self, index: int) -> SampleKey:
+        if self.epoch is None:
+            raise RuntimeError(
+                "TrainingSet indexed by integers (a plain DataLoader): call set_epoch(epoch) before each epoch, "
+                "so that each epoch draws its own mixup and augmentation"
+            )
         index = int(index)
-        if index in self._asked:
+        if index in self._asked and not self._warned:
+            self._warned = True
             warnings.warn(
-                f"TrainingSet: sample {index} asked twice in epoch {self.epoch}: call set_epoch(epoch) before "
-                f"each epoch, or every epoch repeats the same mixup and augmentation draws",
+                f"TrainingSet: sample {index} asked twice in epoch {self.epoch}: both get the same draws; call "
+                f"set_epoch(epoch) before each epoch (a sampler that repeats indices repeats their draws)",
                 stacklevel=3,
             )
         self._asked.add(index)
         return SampleKey(self.epoch, index)
 
     def _mix(self, image, target: Target, lam: float, partner: int) -> tuple[tv_tensors.Image, Target]:
-        """The blend of two samples: a uint8 image and XYXY boxes, whatever types the dataset gives."""
         image_b, target_b = self.dataset[partner]
-        (pixels_a, _), (pixels_b, _) = (uint8_pixels(i, "TrainingSet") for i in (image, image_b))
-        mixed, boxes, labels, weights = mix_detection(
-            pixels_a,
-            xyxy_boxes(target["boxes"]),
-            target["labels"],
-            pixels_b,
-            xyxy_boxes(target_b["boxes"]),
-            target_b["labels"],
-            lam,
-        )
-        if not self.mixup.weighted:
-            weights = torch.ones_like(weights)
-        mixed_target = {
-            **target,
-            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(mixed.shape[-2:])),
-            "labels": labels,
-            "weights": weights,
-        }
-        if "difficult" in target and "difficult" in target_b:
-            mixed_target["difficult"] = torch.cat([target["difficult"], target_b["difficult"]])
-        if "image_id" in target_b:
-            mixed_target["mixed_with"] = target_b["image_id"]
-        return tv_tensors.Image(mixed), mixed_target
+        return mix_samples(image, target, image_b, target_b, lam, weighted=self.mixup.weighted)
+
+
+def _takes_generator(augment) -> bool:
+    try:
+        return "generator" in inspect.signature(augment).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): a plain transform
+        return False
 
 
 class KeyedBatchSampler(torch.utils.data.Sampler[list[SampleKey]]):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import PIL.Image
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +38,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import boxes as box_ops
 from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from bof.tricks.label_smoothing import smooth_sigmoid_targets, smoothed_cross_entropy
 
@@ -64,7 +66,10 @@ class WeightedRPN(RegionProposalNetwork):
 
     def forward(self, images, features, targets=None):
         self._image_sizes = images.image_sizes  # (h, w) of each resized image, before padding
-        return super().forward(images, features, targets)
+        try:
+            return super().forward(images, features, targets)
+        finally:  # nothing of one batch stays on the module (pickled models, deep copies)
+            self._image_sizes = self._anchor_weights = None
 
     def assign_targets_to_anchors(self, anchors, targets):
         labels, matched_gt_boxes, self._anchor_weights = [], [], []
@@ -116,6 +121,13 @@ class WeightedRPN(RegionProposalNetwork):
         return objectness_loss, box_loss
 
 
+def keep_outputs(module: nn.Module, inputs, outputs) -> None:
+    """Forward hook on a box predictor: its outputs, kept on the predictor itself (each replica
+    of ``nn.DataParallel`` keeps its own) for the weighted loss."""
+    if module.training:
+        module.kept_outputs = outputs
+
+
 class WeightedRoIHeads(RoIHeads):
     """torchvision's box-only RoI heads whose classification (cross-entropy smoothed by
     ``label_smoothing``) and box terms weight each sampled proposal by its ground truth's weight
@@ -123,11 +135,6 @@ class WeightedRoIHeads(RoIHeads):
 
     label_smoothing = 0.0
     box_beta = 1 / 9
-
-    def keep_predictions(self, module, inputs, outputs) -> None:
-        """Forward hook on the box predictor: its outputs, for the weighted loss."""
-        if self.training:
-            self._predictions = outputs
 
     def select_training_samples(self, proposals, targets):
         proposals, matched_idxs, labels, regression_targets = super().select_training_samples(proposals, targets)
@@ -146,11 +153,17 @@ class WeightedRoIHeads(RoIHeads):
         return proposals, matched_idxs, labels, regression_targets
 
     def forward(self, features, proposals, image_shapes, targets=None):
-        result, losses = super().forward(features, proposals, image_shapes, targets)
-        if self.training:
-            losses = {**losses, **self.box_loss(*self._predictions, *self._sampled)}
-            self._predictions = self._sampled = None
-        return result, losses
+        predictor = self.box_predictor  # replaced after conversion (fine-tuning recipes do): hook it too
+        if self.training and keep_outputs not in predictor._forward_hooks.values():
+            predictor.register_forward_hook(keep_outputs)
+        try:
+            result, losses = super().forward(features, proposals, image_shapes, targets)
+            if self.training:
+                losses = {**losses, **self.box_loss(*predictor.kept_outputs, *self._sampled)}
+            return result, losses
+        finally:  # nothing of one batch stays on the modules
+            self._sampled = None
+            predictor.kept_outputs = None
 
     def box_loss(self, class_logits, box_regression, weights, labels, regression_targets) -> dict[str, torch.Tensor]:
         """torchvision's ``fastrcnn_loss`` with per-sample weights and label smoothing: smooth L1
@@ -171,7 +184,9 @@ class WeightedRoIHeads(RoIHeads):
 
 class WeightedRetinaNetClassificationHead(RetinaNetClassificationHead):
     """RetinaNet's focal loss with each anchor's term weighted by its ground truth's weight
-    (background 1) and sigmoid targets narrowed to [eps, 1 - eps] by ``label_smoothing``."""
+    (background 1) and, with ``label_smoothing`` eps, the sigmoid targets of the anchors matched to a
+    box narrowed to [eps, 1 - eps] (background anchors keep 0: smoothing them would put a floor of
+    every anchor times every class under a loss divided by the foreground anchors)."""
 
     label_smoothing = 0.0
 
@@ -181,8 +196,8 @@ class WeightedRetinaNetClassificationHead(RetinaNetClassificationHead):
             foreground = matched >= 0
             classes = torch.zeros_like(logits)
             classes[foreground, target["labels"][matched[foreground]]] = 1.0
-            if self.label_smoothing:
-                classes = smooth_sigmoid_targets(classes, self.label_smoothing)
+            if self.label_smoothing:  # the anchors matched to a box only (GluonCV's YOLOv3: class loss on positives)
+                classes[foreground] = smooth_sigmoid_targets(classes[foreground], self.label_smoothing)
             valid = matched != self.BETWEEN_THRESHOLDS
             terms = sigmoid_focal_loss(logits[valid], classes[valid], reduction="none").sum(1)
             weighted = (terms * matched_weights(matched[valid], target)).sum()
@@ -218,22 +233,21 @@ class WeightedRetinaNetRegressionHead(RetinaNetRegressionHead):
         return loss[self._loss_type](decoded, boxes, reduction="none", eps=1e-7)
 
 
-def _become(module: nn.Module, base: type, weighted: type, where: str) -> nn.Module:
-    """Give ``module`` (torchvision's ``base`` exactly) the ``weighted`` subclass's loss."""
+def _check_class(module: nn.Module, base: type, weighted: type, where: str) -> None:
     if type(module) not in (base, weighted):
         raise TypeError(
             f"{where} is a {type(module).__name__}, not torchvision's {base.__name__}: its losses cannot "
             f"take per-box weights here (weighted_losses converts torchvision's own classes)"
         )
-    module.__class__ = weighted
-    return module
 
 
 def weighted_losses(model: nn.Module, *, label_smoothing: float = 0.0, losses: Losses = "torchvision") -> nn.Module:
     """``model`` (a torchvision Faster R-CNN or RetinaNet), changed in place so that its losses honour
     ``target["weights"]`` (one per box; mixup's) and smooth the class targets by ``label_smoothing``;
     returned for chaining. ``losses="gluoncv"`` (Faster R-CNN only) takes GluonCV's box beta and
-    border rule instead of torchvision's. Any other detector raises ``TypeError``."""
+    border rule instead of torchvision's. Any other detector raises ``TypeError`` (nothing changed).
+    The converted model does not script with ``torch.jit`` (train with it, deploy the same weights in
+    a stock model: the state dict is torchvision's)."""
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     if losses not in ("torchvision", "gluoncv"):
@@ -243,38 +257,39 @@ def weighted_losses(model: nn.Module, *, label_smoothing: float = 0.0, losses: L
         heads = model.roi_heads
         if isinstance(heads, RoIHeads) and (heads.has_mask() or heads.has_keypoint()):
             raise TypeError(f"{name} has mask or keypoint heads, whose losses cannot take per-box weights here")
-        rpn = _become(model.rpn, RegionProposalNetwork, WeightedRPN, f"{name}.rpn")
-        heads = _become(heads, RoIHeads, WeightedRoIHeads, f"{name}.roi_heads")
-        rpn.skip_border_anchors = losses == "gluoncv"
-        heads.box_beta = 1.0 if losses == "gluoncv" else 1 / 9
-        heads.label_smoothing = label_smoothing
-        if not any(hook == heads.keep_predictions for hook in heads.box_predictor._forward_hooks.values()):
-            heads.box_predictor.register_forward_hook(heads.keep_predictions)
-        model.honours_box_weights = True  # what bof.data.training.TrainingSet's weighted mixup asks
-        return model
-    if isinstance(model, RetinaNet):
+        conversions = [
+            (model.rpn, RegionProposalNetwork, WeightedRPN, f"{name}.rpn"),
+            (heads, RoIHeads, WeightedRoIHeads, f"{name}.roi_heads"),
+        ]
+    elif isinstance(model, RetinaNet):
         if losses != "torchvision":
             raise ValueError(f"losses={losses!r} is Faster R-CNN's (GluonCV's); {name} has torchvision's only")
         head = model.head
-        classification = _become(
-            head.classification_head,
-            RetinaNetClassificationHead,
-            WeightedRetinaNetClassificationHead,
-            f"{name}.head.classification_head",
+        conversions = [
+            (head.classification_head, RetinaNetClassificationHead, WeightedRetinaNetClassificationHead,
+             f"{name}.head.classification_head"),
+            (head.regression_head, RetinaNetRegressionHead, WeightedRetinaNetRegressionHead,
+             f"{name}.head.regression_head"),
+        ]  # fmt: skip
+    else:
+        raise TypeError(
+            f"{name} is not a torchvision Faster R-CNN or RetinaNet: its losses cannot take per-box weights "
+            f"(bof's YOLOv3 takes them itself)"
         )
-        classification.label_smoothing = label_smoothing
-        _become(
-            head.regression_head,
-            RetinaNetRegressionHead,
-            WeightedRetinaNetRegressionHead,
-            f"{name}.head.regression_head",
-        )
-        model.honours_box_weights = True
-        return model
-    raise TypeError(
-        f"{name} is not a torchvision Faster R-CNN or RetinaNet: its losses cannot take per-box weights "
-        f"(bof's YOLOv3 takes them itself)"
-    )
+    for module, base, weighted, where in conversions:  # every module checked before any changes
+        _check_class(module, base, weighted, where)
+    for module, _, weighted, _ in conversions:
+        module.__class__ = weighted
+    if isinstance(model, GeneralizedRCNN):
+        model.rpn.skip_border_anchors = losses == "gluoncv"
+        model.roi_heads.box_beta = 1.0 if losses == "gluoncv" else 1 / 9
+        model.roi_heads.label_smoothing = label_smoothing
+        if keep_outputs not in model.roi_heads.box_predictor._forward_hooks.values():
+            model.roi_heads.box_predictor.register_forward_hook(keep_outputs)
+    else:
+        model.head.classification_head.label_smoothing = label_smoothing
+    model.honours_box_weights = True  # what weighted mixup asks of the detector (bof.tricks.mixup)
+    return model
 
 
 def honours_box_weights(model: nn.Module) -> bool:
@@ -291,12 +306,12 @@ def honours_box_weights(model: nn.Module) -> bool:
 
 
 def torchvision_inputs(images, targets) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-    """A batch of bof samples as a torchvision detector takes it: float images in [0, 1] (uint8 are
-    divided by 255), XYXY boxes, labels shifted past torchvision's background class 0; the other
-    per-box tensors (``weights``) kept."""
+    """A batch of bof samples as a torchvision detector takes it: float images in [0, 1] (uint8 and PIL
+    divided by 255), XYXY boxes, labels shifted past torchvision's background class 0, ``weights``
+    kept. An image's ``loss_weight`` (mixup's ``loss_scale``) is the loop's to apply to its loss."""
     inputs, converted = [], []
     for image, target in zip(images, targets, strict=True):
-        image = image.as_subclass(torch.Tensor)
+        image = pil_to_tensor(image) if isinstance(image, PIL.Image.Image) else image.as_subclass(torch.Tensor)
         inputs.append(image.float().div(255) if image.dtype == torch.uint8 else image.float())
         boxes = target["boxes"]
         if isinstance(boxes, tv_tensors.BoundingBoxes):

@@ -59,12 +59,13 @@ def hflip(image: torch.Tensor, target: Target):
 class DetectionTransform(v2.Transform):
     """A §3.3 pipeline as a transforms-v2 transform: ``(image, target)`` in, the same types out.
 
-    The image may be a ``tv_tensors.Image`` or tensor (uint8, or float in [0, 1]: quantised to
-    8 bits for the augmentation, which works on 8-bit pixels as the reference does, and returned
-    as float) or a PIL image (returned as PIL). ``target["boxes"]`` is a ``tv_tensors.BoundingBoxes``
-    of any format over the image (returned in its format, with the new ``canvas_size``); its
-    per-box tensors (``labels``, ``difficult``, ``weights``, ``iscrowd``) follow their boxes.
-    Anything else is refused in one line. Random draws come from ``generator`` when given (bof's
+    The image may be a ``tv_tensors.Image`` or tensor on the CPU (uint8, or float in [0, 1]: quantised
+    to 8 bits for the augmentation, which works on 8-bit pixels as the reference does, and returned in
+    its float dtype; either comes back as a ``tv_tensors.Image``) or an RGB PIL image (returned as PIL).
+    ``target["boxes"]`` is a ``tv_tensors.BoundingBoxes`` of any axis-aligned format over the image
+    (returned, as float, in its format with the new ``canvas_size``); its per-box tensors (``labels``,
+    ``difficult``, ``weights``, ``iscrowd``) follow their boxes. Any other tensor (a mask, an area)
+    and any other input are refused in one line. Random draws come from ``generator`` when given (bof's
     training: one per sample, so any worker draws the same), else from torch's global stream
     (as torchvision's transforms), so ``v2.Compose([...])`` and ``torch.manual_seed`` work."""
 
@@ -77,7 +78,7 @@ class DetectionTransform(v2.Transform):
                 f"{type(self).__name__}: the boxes' canvas_size {tuple(boxes.canvas_size)} is not the image's "
                 f"size {tuple(pixels.shape[-2:])}"
             )
-        xyxy = xyxy_boxes(boxes)
+        xyxy = xyxy_boxes(boxes.to(torch.float32))
         if generator is None:
             generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
         pixels, target = self.augment(pixels, {**target, "boxes": xyxy}, size=size, generator=generator)
@@ -100,6 +101,12 @@ def _image_and_target(inputs: tuple, name: str) -> tuple[object, Target]:
             f"{name}: target['boxes'] must be a tv_tensors.BoundingBoxes (its format and canvas_size say what "
             f"the numbers mean), got {type(target.get('boxes')).__name__}"
         )
+    for key, value in target.items():  # a mask or an area would no longer match the image: refuse it
+        if isinstance(value, torch.Tensor) and value.ndim > 0 and key not in ("boxes", *PER_BOX_KEYS):
+            raise TypeError(
+                f"{name}: target[{key!r}] is a tensor this transform would not move with the image (it moves "
+                f"boxes and their {', '.join(PER_BOX_KEYS)}): drop it, or recompute it after the transform"
+            )
     return image, target
 
 
@@ -117,17 +124,22 @@ def uint8_pixels(image, name: str):
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise TypeError(f"{name}: the image must be a [3, H, W] tensor, tv_tensors.Image or RGB PIL image, got {shape}")
+    if image.device.type != "cpu":
+        raise ValueError(f"{name}: the image is on {image.device}; the augmentation runs on CPU (in the data loader)")
     pixels = image.as_subclass(torch.Tensor)
     if pixels.dtype == torch.uint8:
         return pixels, tv_tensors.Image
     if not pixels.is_floating_point():
         raise TypeError(f"{name}: the image must be uint8 or float in [0, 1], got {pixels.dtype}")
-    if pixels.numel() and (pixels.min() < 0 or pixels.max() > 1):
+    if pixels.numel() and not (torch.isfinite(pixels).all() and pixels.min() >= 0 and pixels.max() <= 1):
         raise ValueError(
-            f"{name}: a float image must hold values in [0, 1], got {pixels.min().item():.4g}..{pixels.max().item():.4g}"
+            f"{name}: a float image must hold finite values in [0, 1], got "
+            f"{pixels.min().item():.4g}..{pixels.max().item():.4g}"
         )
-    dtype = pixels.dtype
-    return F.to_dtype(pixels, torch.uint8, scale=True), lambda out: tv_tensors.Image(F.to_dtype(out, dtype, scale=True))
+    dtype = pixels.dtype  # via float32: in float16 255.999 rounds to 256 and 1.0 would wrap to 0
+    return F.to_dtype(pixels.float(), torch.uint8, scale=True), lambda out: tv_tensors.Image(
+        F.to_dtype(out, torch.float32, scale=True).to(dtype)
+    )
 
 
 class SingleStageAugment(DetectionTransform):

@@ -17,12 +17,23 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from bof.config import MixupConfig, MixupMode
 from bof.errors import ConfigError
+from bof.tricks.augmentation import PER_BOX_KEYS, uint8_pixels, xyxy_boxes
 from bof.tricks.random import bernoulli, beta, randint
 
-__all__ = ["ClassificationMixup", "DetectionMixup", "mix_classification", "mix_detection"]
+__all__ = [
+    "BatchMixup",
+    "ClassificationMixup",
+    "DetectionMixup",
+    "check_reads_weights",
+    "mix_classification",
+    "mix_detection",
+]
 
 
 def mix_detection(
@@ -81,6 +92,82 @@ class DetectionMixup(MixupConfig):
             return None
         partner = randint(generator, 0, num_samples - 2)
         return lam, partner + (partner >= index)
+
+
+def check_reads_weights(mixup: DetectionMixup | None, detector: object | None) -> None:
+    """Refuse weighted mixup for a detector whose losses ignore ``target["weights"]`` (a stock
+    torchvision one would train as if every faded box were whole): it must declare
+    ``honours_box_weights`` (bof's detectors; ``bof.models.weighted.weighted_losses`` sets it)."""
+    if mixup is None or mixup.mode == "off" or not mixup.weighted:
+        return
+    detector = getattr(detector, "module", detector)  # DistributedDataParallel / DataParallel wrap the model
+    if not getattr(detector, "honours_box_weights", False):
+        reader = "no detector was given to" if detector is None else f"{type(detector).__name__} does not"
+        raise ValueError(
+            f"mixup weights each box by its image's share, but {reader} read the weights: pass "
+            f"detector=<your model after bof.models.weighted.weighted_losses>, or mix unweighted (weighted=False)"
+        )
+
+
+def mix_samples(image_a, target_a, image_b, target_b, lam: float, *, weighted: bool = True):
+    """`mix_detection` of two samples of any image type and box format: the blend in image a's type,
+    its boxes in a's format with the mixed canvas, the per-box tensors of both concatenated and
+    ``weights`` the boxes' shares (1 unweighted); ``mixed_with`` is b's ``image_id`` when it has one."""
+    (pixels_a, restore), (pixels_b, _) = (uint8_pixels(image, "mixup") for image in (image_a, image_b))
+    boxes_a, boxes_b = (xyxy_boxes(target["boxes"].to(torch.float32)) for target in (target_a, target_b))
+    mixed, boxes, labels, weights = mix_detection(
+        pixels_a, boxes_a, target_a["labels"], pixels_b, boxes_b, target_b["labels"], lam
+    )
+    boxes = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(mixed.shape[-2:]))
+    target = {
+        **target_a,
+        "boxes": F.convert_bounding_box_format(boxes, new_format=target_a["boxes"].format),
+        "labels": labels,
+        "weights": weights if weighted else torch.ones_like(weights),
+    }
+    for key in PER_BOX_KEYS:
+        if key in ("labels", "weights") or (key not in target_a and key not in target_b):
+            continue
+        if key not in target_a or key not in target_b:
+            raise ValueError(
+                f"mixup: one image's target has {key!r} and its partner's has not; give every target the same keys"
+            )
+        target[key] = torch.cat([target_a[key], target_b[key]])
+    if "image_id" in target_b:
+        target["mixed_with"] = target_b["image_id"]
+    return restore(mixed), target
+
+
+class BatchMixup(v2.Transform):
+    """Detection mixup of a collated batch, the way torchvision's ``v2.MixUp`` mixes classification
+    batches: each image is blended with another image of the batch (drawn by ``mixup``, uniform over
+    the others), both box sets kept, each box weighted by its image's share; every image's
+    ``loss_weight`` is the mixup's ``loss_scale``. For a DataLoader's ``collate_fn`` (a function of
+    your module, so that spawned workers can pickle it): ``def collate(batch): return
+    mixup(*collate_detection(batch))``. Whether an epoch mixes (``off_last_epochs``) is the caller's
+    loop to say; `TrainingSet` mixes with a partner from the whole dataset and switches off by itself."""
+
+    def __init__(self, mixup: DetectionMixup | None = None, *, detector: object | None = None):
+        super().__init__()
+        self.mixup = mixup if mixup is not None else DetectionMixup()
+        check_reads_weights(self.mixup, detector)
+
+    def forward(self, images, targets, *, generator: torch.Generator | None = None):
+        if generator is None:
+            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        mixed_images, mixed_targets = [], []
+        for index, (image, target) in enumerate(zip(images, targets, strict=True)):
+            draw = None if self.mixup.mode == "off" else self.mixup.draw(generator, index, len(images))
+            if draw is None:
+                image, target = image, {**target, "weights": target.get("weights", torch.ones(len(target["labels"])))}
+            else:
+                lam, partner = draw
+                image, target = mix_samples(
+                    image, target, images[partner], targets[partner], lam, weighted=self.mixup.weighted
+                )
+            mixed_images.append(image)
+            mixed_targets.append({**target, "loss_weight": self.mixup.loss_scale if self.mixup.mode != "off" else 1.0})
+        return mixed_images, mixed_targets
 
 
 def mix_classification(images: torch.Tensor, targets: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:

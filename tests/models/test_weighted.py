@@ -86,7 +86,7 @@ def test_the_state_dict_and_settings_stay():
     assert len(converted.roi_heads.box_predictor._forward_hooks) == 1
 
 
-def retinanet_reference(model, images, targets):
+def retinanet_reference(model, images, targets, smoothing=0.0):
     """RetinaNet's classification loss recomputed with torchvision's own focal loss, each anchor's
     term times its matched box's weight, background (unmatched) anchors times 1, ignored anchors
     left out, divided by the number of foreground anchors, averaged over images."""
@@ -107,6 +107,7 @@ def retinanet_reference(model, images, targets):
         foreground = matched >= 0
         onehot = torch.zeros_like(logits)
         onehot[foreground, target["labels"][matched[foreground]]] = 1.0
+        onehot[foreground] = onehot[foreground] * (1 - 2 * smoothing) + smoothing  # background anchors keep 0
         valid = matched >= -1  # -1 below the low threshold (background), -2 between: ignored
         weight = torch.where(foreground, target["weights"][matched.clamp(min=0)], 1.0)
         terms = sigmoid_focal_loss(logits, onehot, reduction="none").sum(1)
@@ -114,10 +115,13 @@ def retinanet_reference(model, images, targets):
     return losses, (sum(per_image) / len(per_image)).item()
 
 
-def test_retinanet_weights_each_anchor_by_its_box_and_background_by_one():
-    model = weighted_losses(retinanet())
+@pytest.mark.parametrize("smoothing", [0.0, 0.05])
+def test_retinanet_weights_each_anchor_by_its_box_and_background_by_one(smoothing):
+    """Smoothing narrows the targets of the anchors matched to a box only: background anchors keep
+    target 0 (smoothed, every anchor x class would put a floor under a loss divided by the foreground)."""
+    model = weighted_losses(retinanet(), label_smoothing=smoothing)
     images, targets = images_and_targets([[0.0, 0.6], [0.25]])  # a weight-0 box among them
-    losses, classification = retinanet_reference(model, images, targets)
+    losses, classification = retinanet_reference(model, images, targets, smoothing)
     assert losses["classification"].item() == pytest.approx(classification, rel=1e-5)
 
 
@@ -185,3 +189,42 @@ def test_torchvision_inputs_shifts_labels_past_the_background_and_converts_image
     assert targets[0]["labels"].tolist() == [1]  # class 0 of bof is class 1 of torchvision (0: background)
     assert targets[0]["boxes"].tolist() == [[1.0, 1.0, 3.0, 4.0]] and type(targets[0]["boxes"]) is torch.Tensor
     assert targets[0]["weights"].tolist() == pytest.approx([0.4]) and set(targets[0]) == {"boxes", "labels", "weights"}
+
+
+def test_a_box_predictor_replaced_after_conversion_still_gives_the_weighted_loss():
+    """torchvision's fine-tuning recipe replaces roi_heads.box_predictor after building the model."""
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+    stock, converted = faster_rcnn(), weighted_losses(faster_rcnn())
+    torch.manual_seed(1)
+    stock.roi_heads.box_predictor = FastRCNNPredictor(1024, 4)
+    converted.roi_heads.box_predictor = copy.deepcopy(stock.roi_heads.box_predictor)
+    images, targets = images_and_targets([[1.0, 1.0], [1.0]])
+    expected, got = losses_of(stock, images, targets), losses_of(converted, images, targets)
+    assert got["loss_classifier"] == pytest.approx(expected["loss_classifier"], rel=1e-6)
+    assert not hasattr(converted.roi_heads, "_predictions") and converted.roi_heads._sampled is None
+
+
+def test_a_refused_model_is_left_as_it_was():
+    model = faster_rcnn()
+
+    class MyHeads(type(model.roi_heads)):
+        pass
+
+    model.roi_heads.__class__ = MyHeads
+    with pytest.raises(TypeError, match="roi_heads is a MyHeads"):
+        weighted_losses(model)
+    assert type(model.rpn).__name__ == "RegionProposalNetwork" and not hasattr(model, "honours_box_weights")
+
+
+def test_weighted_mixup_accepts_a_converted_model_inside_distributed_data_parallels_wrapper():
+    from bof.tricks.mixup import DetectionMixup, check_reads_weights
+
+    class Wrapped(torch.nn.Module):  # DistributedDataParallel and DataParallel hold the model as .module
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    check_reads_weights(DetectionMixup(mode="beta"), Wrapped(weighted_losses(faster_rcnn())))
+    with pytest.raises(ValueError, match="FasterRCNN does not read the weights"):
+        check_reads_weights(DetectionMixup(mode="beta"), Wrapped(faster_rcnn()))

@@ -298,7 +298,7 @@ def _exact_mix(img_a, boxes_a, labels_a, img_b, boxes_b, labels_b, lam):
 def test_pipeline_gives_the_exact_kernels_output_up_to_rounding(tiny_synth, monkeypatch, mixup):
     """The fast kernels (decoder layout, OpenCV colour transform and blend, channels-last resize)
     against the exact ones (float math rounded once, F.resize on planar tensors), same draws."""
-    import bof.data.training as training
+    import bof.tricks.mixup as mixup_module
     import bof.tricks.photometric as photometric
     import bof.tricks.ssd_crop as ssd_crop
     from bof.data.training import SampleKey, TrainingSet
@@ -321,7 +321,7 @@ def test_pipeline_gives_the_exact_kernels_output_up_to_rounding(tiny_synth, monk
 
     monkeypatch.setattr(photometric, "apply_color_transform", exact_colour)
     monkeypatch.setattr(ssd_crop, "resize", planar_resize)
-    monkeypatch.setattr(training, "mix_detection", _exact_mix)
+    monkeypatch.setattr(mixup_module, "mix_detection", _exact_mix)
     exact = TrainingSet(dataset, SingleStageAugment(), mixup=mix, epochs=1, seed=3, detector=YOLOv3)
     errors = []
     for index, (image, target) in enumerate(samples):

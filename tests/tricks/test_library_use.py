@@ -77,8 +77,12 @@ def test_pil_and_float_images_give_the_uint8_result_in_their_own_type():
 
 def test_wrong_inputs_are_refused_in_one_line():
     image, target = sample()
-    with pytest.raises(ValueError, match=r"a float image must hold values in \[0, 1\], got 0..255"):
+    with pytest.raises(ValueError, match=r"a float image must hold finite values in \[0, 1\], got 0..255"):
         SingleStageAugment(32)(image.float(), target)
+    with pytest.raises(ValueError, match=r"a float image must hold finite values"):
+        SingleStageAugment(32)(torch.full((3, 48, 64), float("nan")), target)
+    with pytest.raises(TypeError, match=r"target\['masks'\] is a tensor this transform would not move"):
+        SingleStageAugment(32)(image, {**target, "masks": torch.zeros(2, 48, 64)})
     with pytest.raises(TypeError, match=r"target\['boxes'\] must be a tv_tensors.BoundingBoxes"):
         SingleStageAugment(32)(image, {**target, "boxes": target["boxes"].as_subclass(torch.Tensor)})
     with pytest.raises(ValueError, match=r"canvas_size \(48, 64\) is not the image's size \(64, 48\)"):
@@ -90,6 +94,7 @@ def test_wrong_inputs_are_refused_in_one_line():
 def test_a_transforms_v2_pipeline_is_a_training_sets_augment_and_is_seeded_by_the_sample():
     pipeline = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomPhotometricDistort(p=1.0)])
     training = TrainingSet(Pairs(), pipeline, mixup=None, epochs=2, seed=0)
+    training.set_epoch(0)
     first = [training[index] for index in range(len(training))]
     training.set_epoch(0)
     torch.manual_seed(123)  # the global stream does not matter: each sample seeds its own draws
@@ -140,6 +145,7 @@ def test_targets_without_difficult_or_image_id_mix_in_any_box_format():
         Pairs(format="XYWH"), SingleStageAugment(32), mixup=DetectionMixup(off_last_epochs=0), epochs=1, seed=0,
         detector=Weighted(),
     )  # fmt: skip
+    training.set_epoch(0)
     image, target = training[0]
     assert len(target["labels"]) == 4 and target["weights"].tolist() != [1.0] * 4  # mixed: both images' boxes
     assert "difficult" not in target and "mixed_with" not in target
@@ -163,6 +169,83 @@ def test_a_mixup_that_never_mixes_and_a_forgotten_set_epoch_warn():
     with pytest.warns(UserWarning, match="mixup is off for the last 20 of 2 epochs: it never mixes"):
         TrainingSet(Pairs(), SingleStageAugment(32), mixup=DetectionMixup(), epochs=2, seed=0, detector=Weighted())
     training = TrainingSet(Pairs(), SingleStageAugment(32), mixup=None, epochs=2, seed=0)
-    training[0]
-    with pytest.warns(UserWarning, match=r"sample 0 asked twice in epoch 0: call set_epoch\(epoch\)"):
+    with pytest.raises(RuntimeError, match=r"indexed by integers \(a plain DataLoader\): call set_epoch\(epoch\)"):
         training[0]
+    training.set_epoch(0)
+    training[0]
+    with pytest.warns(UserWarning, match=r"sample 0 asked twice in epoch 0: both get the same draws; call set_epoch"):
+        training[0]
+
+
+def test_batch_mixup_is_a_transform_of_a_collated_batch():
+    from bof.tricks.mixup import BatchMixup, mix_detection
+
+    dataset = Pairs(format="XYWH")
+    images, targets = collate_detection([dataset[index] for index in range(4)])
+    mixup = BatchMixup(DetectionMixup(off_last_epochs=0), detector=Weighted())
+    assert isinstance(mixup, v2.Transform)
+    mixed, mixed_targets = mixup(images, targets, generator=generator_for(1))
+    lam, partner = DetectionMixup(off_last_epochs=0).draw(generator_for(1), 0, 4)  # the first image draws first
+    xyxy = [F.convert_bounding_box_format(target["boxes"], new_format="XYXY") for target in targets]
+    expected, boxes, labels, weights = mix_detection(
+        images[0], xyxy[0], targets[0]["labels"], images[partner], xyxy[partner], targets[partner]["labels"], lam
+    )
+    got = F.convert_bounding_box_format(mixed_targets[0]["boxes"], new_format="XYXY")  # returned as XYWH, as given
+    assert torch.equal(mixed[0], expected) and torch.allclose(got, boxes)
+    assert mixed_targets[0]["weights"].tolist() == pytest.approx(weights.tolist())
+    assert mixed_targets[0]["boxes"].canvas_size == tuple(expected.shape[-2:])
+    torch.manual_seed(5)
+    first = mixup(images, targets)
+    torch.manual_seed(5)
+    again = mixup(images, targets)
+    assert all(torch.equal(a, b) for a, b in zip(first[0], again[0], strict=True))
+    with pytest.raises(ValueError, match="but no detector was given to read the weights"):
+        BatchMixup(DetectionMixup(off_last_epochs=0))
+
+
+def test_half_precision_images_keep_their_values():
+    image, target = sample()
+    ones = torch.ones(3, 48, 64, dtype=torch.float16)
+    out, _ = TwoStageAugment(20, 30, flip=False)(ones, target)  # 255.999 is 256 in float16: 1.0 would wrap to 0
+    assert out.dtype == torch.float16 and out.min().item() == 1.0
+
+
+class Crowded(Pairs):
+    """Targets with COCO's per-box iscrowd, images as PIL, boxes as XYWH."""
+
+    def __getitem__(self, index):
+        image, target = super().__getitem__(index)
+        return F.to_pil_image(image), {**target, "iscrowd": torch.tensor([0, 1])}
+
+
+def test_a_mixed_sample_keeps_its_types_and_every_per_box_tensor():
+    training = TrainingSet(
+        Crowded(format="XYWH"), lambda image, target: (image, target), mixup=DetectionMixup(off_last_epochs=0),
+        epochs=1, seed=0, detector=Weighted(),
+    )  # fmt: skip
+    training.set_epoch(0)
+    image, target = training[0]
+    assert isinstance(image, Image.Image) and target["boxes"].format == tv_tensors.BoundingBoxFormat.XYWH
+    assert target["iscrowd"].tolist() == [0, 1, 0, 1] and len(target["boxes"]) == 4
+    assert target["boxes"].canvas_size == (image.height, image.width)
+
+
+def test_a_per_box_tensor_in_only_one_of_the_pair_is_refused():
+    from bof.tricks.mixup import mix_samples
+
+    (image_a, target_a), (image_b, target_b) = sample(0), sample(1)
+    with pytest.raises(ValueError, match="one image's target has 'iscrowd' and its partner's has not"):
+        mix_samples(image_a, {**target_a, "iscrowd": torch.tensor([0, 0])}, image_b, target_b, 0.5)
+
+
+def test_a_callable_of_image_target_size_and_generator_still_gets_the_samples_generator():
+    calls = []
+
+    def augment(image, target, *, size, generator):
+        calls.append(float(torch.rand((), generator=generator)))
+        return image, target
+
+    training = TrainingSet(Pairs(), augment, mixup=None, epochs=1, seed=0)
+    training.set_epoch(0)
+    training[1]
+    assert calls == [float(torch.rand((), generator=generator_for(0, 0, 1)))]
