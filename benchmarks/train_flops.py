@@ -1,7 +1,8 @@
 """How close a CPU training step of the mini preset's detectors comes to the machine's limit.
 
 For YOLOv3 and Faster R-CNN at the mini preset's sizes (config/mini.yaml: their widths, 96 px,
-batch 8, one thread as the preset's jobs run), measured side by side in one run:
+batch 8, one thread as the preset's jobs run; the batch norm of the job, as training converts it:
+YOLOv3's baseline groups of 4), measured side by side in one run:
   step FLOP/s   FLOPs of one training step (forward + backward, torch's FlopCounterMode) over the
                 median time of a step on prepared batches (optimizer step included)
   GEMM FLOP/s   a float32 ``torch.mm`` of 512 x 512 matrices on the same threads: what the machine's
@@ -10,6 +11,8 @@ batch 8, one thread as the preset's jobs run), measured side by side in one run:
                 workers) spent waiting for the next batch
   channels-last the same step with the model's weights in channels-last memory (what the GPU
                 path does), against the default layout
+  group BN      YOLOv3's step with the grouped batch norm of before 2026-12-04 (a second variance
+                pass over the batch for the running statistics), against today's
 
     python benchmarks/train_flops.py [--threads 1] [--steps 6]
 """
@@ -22,6 +25,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
 import yaml
@@ -36,6 +40,7 @@ from bof.engine.build import open_split, size_schedule, training_set
 from bof.engine.train import move, train
 from bof.models import build_detector
 from bof.pipeline import matrix
+from bof.tricks.sync_bn import GroupBatchNorm2d, convert_batchnorm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,9 +93,32 @@ def mini_config(detector: str, data_root: Path) -> TrainConfig:
     return build(TrainConfig, raw)
 
 
+def variance_pass_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """GroupBatchNorm2d.forward before 2026-12-04: running statistics from a second pass over x."""
+    batch = x.shape[0]
+    if not self.training or batch <= self.group_size:
+        return torch.nn.BatchNorm2d.forward(self, x)
+    count = batch // self.group_size
+    weight, bias = self.weight.repeat(count).view(count, -1), self.bias.repeat(count).view(count, -1)
+    out = torch.cat(
+        [
+            torch.nn.functional.batch_norm(group, None, None, w, b, training=True, eps=self.eps)
+            for group, w, b in zip(x.split(self.group_size), weight, bias, strict=True)
+        ]
+    )
+    with torch.no_grad():
+        dims = (1, *range(3, x.dim() + 1))
+        statistics_ = x.float().view(count, self.group_size, *x.shape[1:])
+        self.running_mean.lerp_(statistics_.mean(dim=dims).mean(0), self.momentum)
+        self.running_var.lerp_(statistics_.var(dim=dims, unbiased=True).mean(0), self.momentum)
+        self.num_batches_tracked += 1
+    return out
+
+
 def step_measure(config: TrainConfig, steps: int, *, channels_last: bool = False) -> tuple[float, float]:
-    """(FLOPs of one training step, median seconds of a step) on prepared batches; with
-    ``channels_last`` the model's weights are in channels-last memory (as on a GPU)."""
+    """(FLOPs of one training step, median seconds of a step) on prepared batches, the model's
+    batch norm converted as training converts it; with ``channels_last`` the model's weights are
+    in channels-last memory (as on a GPU)."""
     data = open_split(config.data, "train")
     dataset = training_set(config, data)
     sampler = KeyedBatchSampler(
@@ -99,6 +127,8 @@ def step_measure(config: TrainConfig, steps: int, *, channels_last: bool = False
     batches = [collate_detection([dataset[key] for key in keys]) for keys in list(sampler)[: steps + 1]]
     torch.manual_seed(0)
     model = build_detector(config, len(data.classes)).train()
+    bn = config.tricks.batchnorm
+    model = convert_batchnorm(model, bn.mode, group_size=bn.group_size)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -133,6 +163,11 @@ def main() -> None:
             config = mini_config(detector, root / "VOCdevkit")
             flops, seconds = step_measure(config, args.steps)
             _, seconds_cl = step_measure(config, args.steps, channels_last=True)
+            before = ""
+            if config.tricks.batchnorm.mode == "group":
+                with patch.object(GroupBatchNorm2d, "forward", variance_pass_forward):
+                    _, seconds_before = step_measure(config, args.steps)
+                before = f"; group BN before 2026-12-04: {seconds_before * 1000:.0f} ms ({seconds_before / seconds:.2f}x today's)"
             train(config, Path(folder) / "runs" / detector, progress=False)
             wait = json.loads((Path(folder) / "runs" / detector / "run.json").read_text())["data_wait_share"]
             achieved = flops / seconds
@@ -140,7 +175,7 @@ def main() -> None:
                 f"  {detector:10} batch {config.optim.batch_size}: {flops / 1e9:6.2f} GFLOP a step, {seconds * 1000:6.0f} ms "
                 f"-> {achieved / 1e9:5.1f} GFLOP/s = {achieved / peak:5.1%} of GEMM; data wait {wait:5.1%} "
                 f"({config.run.workers} loader workers); channels-last weights: {seconds_cl * 1000:6.0f} ms a step "
-                f"({seconds / seconds_cl:.2f}x)"
+                f"({seconds / seconds_cl:.2f}x){before}"
             )
 
 
