@@ -115,23 +115,35 @@ def variance_pass_forward(self, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def step_measure(config: TrainConfig, steps: int, *, channels_last: bool = False) -> tuple[float, float]:
-    """(FLOPs of one training step, median seconds of a step) on prepared batches, the model's
-    batch norm converted as training converts it; with ``channels_last`` the model's weights are
-    in channels-last memory (as on a GPU)."""
+def mini_devkit(folder: str | Path) -> Path:
+    """A small synthetic VOC devkit at the mini preset's image size, in ``folder``."""
+    root = Path(folder) / "data"
+    generate(SynthConfig(num_images=80, test_fraction=0.1, image_size=96, min_object_size=16, max_objects=3,
+                         cls_images_per_class=2), root, progress=False)  # fmt: skip
+    return root / "VOCdevkit"
+
+
+def prepared(config: TrainConfig, count: int, *, channels_last: bool = False):
+    """The config's model (its batch norm converted as training converts it; weights in channels-last
+    memory with ``channels_last``), an SGD optimizer and ``count`` collated training batches."""
     data = open_split(config.data, "train")
     dataset = training_set(config, data)
     sampler = KeyedBatchSampler(
         range(len(dataset)), config.optim.batch_size, epoch=0, first_iteration=0, size_at=size_schedule(config)
     )
-    batches = [collate_detection([dataset[key] for key in keys]) for keys in list(sampler)[: steps + 1]]
+    batches = [collate_detection([dataset[key] for key in keys]) for keys in list(sampler)[:count]]
     torch.manual_seed(0)
     model = build_detector(config, len(data.classes)).train()
     bn = config.tricks.batchnorm
     model = convert_batchnorm(model, bn.mode, group_size=bn.group_size)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    return model, torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9), batches
+
+
+def step_measure(config: TrainConfig, steps: int, *, channels_last: bool = False) -> tuple[float, float]:
+    """(FLOPs of one training step, median seconds of a step) on prepared batches (`prepared`)."""
+    model, optimizer, batches = prepared(config, steps + 1, channels_last=channels_last)
 
     def step(images, targets):
         images, targets = move(images, targets, torch.device("cpu"))
@@ -154,13 +166,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder) / "data"
-        generate(SynthConfig(num_images=80, test_fraction=0.1, image_size=96, min_object_size=16, max_objects=3,
-                             cls_images_per_class=2), root, progress=False)  # fmt: skip
+        devkit = mini_devkit(folder)
         peak = gemm_flops()
         print(f"GEMM (float32 torch.mm 512x512, {args.threads} thread(s)): {peak / 1e9:.1f} GFLOP/s")
         for detector in ("yolov3", "frcnn_r50"):
-            config = mini_config(detector, root / "VOCdevkit")
+            config = mini_config(detector, devkit)
             flops, seconds = step_measure(config, args.steps)
             _, seconds_cl = step_measure(config, args.steps, channels_last=True)
             before = ""

@@ -15,37 +15,12 @@ import argparse
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from train_flops import mini_config
+from train_flops import mini_config, mini_devkit, prepared
 
-from bof.data.detection import collate_detection
-from bof.data.synth.config import SynthConfig
-from bof.data.synth.writer import generate
-from bof.data.training import KeyedBatchSampler
-from bof.engine.build import open_split, size_schedule, training_set
 from bof.engine.train import move
-from bof.models import build_detector
-from bof.tricks.sync_bn import convert_batchnorm
-
-
-def prepared(config, steps: int):
-    """The model (with the config's BN mode), an optimizer and ``steps + 2`` prepared batches."""
-    data = open_split(config.data, "train")
-    dataset = training_set(config, data)
-    sampler = KeyedBatchSampler(
-        range(len(dataset)), config.optim.batch_size, epoch=0, first_iteration=0, size_at=size_schedule(config)
-    )
-    batches = [collate_detection([dataset[key] for key in keys]) for keys in list(sampler)[: steps + 2]]
-    batches = [move(images, targets, torch.device("cpu")) for images, targets in batches]
-    torch.manual_seed(0)
-    model = build_detector(config, len(data.classes)).train()
-    bn = config.tricks.batchnorm
-    model = convert_batchnorm(model, bn.mode, group_size=bn.group_size)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    return model, optimizer, batches
 
 
 def phases(model, optimizer, batches) -> dict[str, float]:
@@ -96,12 +71,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder) / "data"
-        generate(SynthConfig(num_images=80, test_fraction=0.1, image_size=96, min_object_size=16, max_objects=3,
-                             cls_images_per_class=2), root, progress=False)  # fmt: skip
+        devkit = mini_devkit(folder)
         for detector in args.detectors:
-            config = mini_config(detector, root / "VOCdevkit")
-            model, optimizer, batches = prepared(config, args.steps)
+            config = mini_config(detector, devkit)
+            model, optimizer, batches = prepared(config, args.steps + 2)
+            batches = [move(images, targets, torch.device("cpu")) for images, targets in batches]
             times = phases(model, optimizer, batches)
             total = sum(times.values())
             shown = ", ".join(f"{name} {ms:.0f} ms ({ms / total:.0%})" for name, ms in times.items())

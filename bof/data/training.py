@@ -28,7 +28,7 @@ from torchvision import tv_tensors
 from bof.data.detection import DetectionDataset, Target
 from bof.tricks.augmentation import DetectionTransform
 from bof.tricks.mixup import DetectionMixup, check_reads_weights, mix_samples
-from bof.tricks.random import generator_for
+from bof.tricks.random import generator_for, seed_from
 
 __all__ = ["KeyedBatchSampler", "SampleKey", "TrainingSet"]
 
@@ -79,9 +79,12 @@ class TrainingSet(torch.utils.data.Dataset):
         self.epoch: int | None = None  # of integer indices: set_epoch's
         self._asked: set[int] = set()
         self._warned = False
-        # bof's transforms, and callables of (image, target, *, size, generator), take the sample's
-        # generator; any other (a transforms-v2 pipeline) draws from torch's stream, seeded per sample
-        self._keyed_augment = isinstance(augment, DetectionTransform) or _takes_generator(augment)
+
+    @property
+    def _keyed_augment(self) -> bool:
+        """bof's transforms, and callables of (image, target, *, size, generator), take the sample's
+        generator; any other (a transforms-v2 pipeline) draws from torch's stream, seeded per sample."""
+        return isinstance(self.augment, DetectionTransform) or _takes_generator(self.augment)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch integer indices belong to (a plain DataLoader's); call it before each epoch."""
@@ -108,7 +111,7 @@ class TrainingSet(torch.utils.data.Dataset):
         if key.size is not None:
             raise ValueError(f"{type(self.augment).__name__} cannot take a batch's input size (random shapes)")
         with torch.random.fork_rng(devices=[]):  # a v2 transform's draws from torch's CPU stream, seeded by the sample
-            torch.default_generator.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
+            torch.default_generator.manual_seed(seed_from(generator))
             return self.augment(image, target)
 
     def _key(self, index: int) -> SampleKey:

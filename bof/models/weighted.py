@@ -36,10 +36,10 @@ from torchvision.models.detection.retinanet import (
 )
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
-from torchvision.ops import boxes as box_ops
 from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss, sigmoid_focal_loss
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from bof.tricks.augmentation import xyxy_boxes
 from bof.tricks.label_smoothing import smooth_sigmoid_targets, smoothed_cross_entropy
 
 __all__ = ["honours_box_weights", "torchvision_inputs", "weighted_losses"]
@@ -283,9 +283,7 @@ def weighted_losses(model: nn.Module, *, label_smoothing: float = 0.0, losses: L
     if isinstance(model, GeneralizedRCNN):
         model.rpn.skip_border_anchors = losses == "gluoncv"
         model.roi_heads.box_beta = 1.0 if losses == "gluoncv" else 1 / 9
-        model.roi_heads.label_smoothing = label_smoothing
-        if keep_outputs not in model.roi_heads.box_predictor._forward_hooks.values():
-            model.roi_heads.box_predictor.register_forward_hook(keep_outputs)
+        model.roi_heads.label_smoothing = label_smoothing  # (its box predictor is hooked at the first training forward)
     else:
         model.head.classification_head.label_smoothing = label_smoothing
     model.honours_box_weights = True  # what weighted mixup asks of the detector (bof.tricks.mixup)
@@ -315,10 +313,10 @@ def torchvision_inputs(images, targets) -> tuple[list[torch.Tensor], list[dict[s
         inputs.append(image.float().div(255) if image.dtype == torch.uint8 else image.float())
         boxes = target["boxes"]
         if isinstance(boxes, tv_tensors.BoundingBoxes):
-            boxes = box_ops.box_convert(boxes.as_subclass(torch.Tensor), boxes.format.name.lower(), "xyxy")
+            boxes = xyxy_boxes(boxes)
         converted.append(
             {
-                "boxes": boxes.float(),
+                "boxes": boxes.as_subclass(torch.Tensor).float(),
                 "labels": target["labels"].long() + 1,
                 **({"weights": target["weights"]} if "weights" in target else {}),
             }

@@ -24,7 +24,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from bof.tricks.photometric import make_photometric_params, photometric_distort
-from bof.tricks.random import bernoulli, randint
+from bof.tricks.random import bernoulli, randint, seed_from
 from bof.tricks.ssd_crop import Expansion, Window, crop_boxes, expand_crop_resize, make_expand_params, sample_crop
 from bof.tricks.target import Target
 
@@ -79,8 +79,8 @@ class DetectionTransform(v2.Transform):
                 f"size {tuple(pixels.shape[-2:])}"
             )
         xyxy = xyxy_boxes(boxes.to(torch.float32))
-        if generator is None:
-            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        if generator is None:  # torch's global stream, as torchvision's transforms draw
+            generator = torch.Generator().manual_seed(seed_from())
         pixels, target = self.augment(pixels, {**target, "boxes": xyxy}, size=size, generator=generator)
         boxes = F.convert_bounding_box_format(target["boxes"], new_format=boxes.format)
         return restore(pixels), {**target, "boxes": boxes}

@@ -24,7 +24,7 @@ from torchvision.transforms.v2 import functional as F
 from bof.config import MixupConfig, MixupMode
 from bof.errors import ConfigError
 from bof.tricks.augmentation import PER_BOX_KEYS, uint8_pixels, xyxy_boxes
-from bof.tricks.random import bernoulli, beta, randint
+from bof.tricks.random import bernoulli, beta, randint, seed_from
 
 __all__ = [
     "BatchMixup",
@@ -33,6 +33,7 @@ __all__ = [
     "check_reads_weights",
     "mix_classification",
     "mix_detection",
+    "mix_samples",
 ]
 
 
@@ -153,8 +154,8 @@ class BatchMixup(v2.Transform):
         check_reads_weights(self.mixup, detector)
 
     def forward(self, images, targets, *, generator: torch.Generator | None = None):
-        if generator is None:
-            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        if generator is None:  # torch's global stream, as torchvision's transforms draw
+            generator = torch.Generator().manual_seed(seed_from())
         mixed_images, mixed_targets = [], []
         for index, (image, target) in enumerate(zip(images, targets, strict=True)):
             draw = None if self.mixup.mode == "off" else self.mixup.draw(generator, index, len(images))

@@ -27,8 +27,12 @@ def bernoulli(generator: torch.Generator, p: float) -> bool:
     return float(torch.rand((), generator=generator)) < p
 
 
+def seed_from(generator: torch.Generator | None = None) -> int:
+    """A seed drawn from ``generator``'s stream, or from torch's global one without it."""
+    return int(torch.randint(0, 2**62, (), generator=generator))
+
+
 def beta(generator: torch.Generator, a: float, b: float) -> float:
     """A Beta(a, b) draw. torch's Beta sampler takes no generator, so numpy's sampler is
     seeded from this generator's stream instead (still a pure function of its state)."""
-    child_seed = int(torch.randint(0, 2**62, (), generator=generator))
-    return float(np.random.default_rng(child_seed).beta(a, b))
+    return float(np.random.default_rng(seed_from(generator)).beta(a, b))

@@ -82,7 +82,10 @@ def test_the_state_dict_and_settings_stay():
     assert converted.rpn._pre_nms_top_n == stock.rpn._pre_nms_top_n
     assert converted.roi_heads.fg_bg_sampler.batch_size_per_image == stock.roi_heads.fg_bg_sampler.batch_size_per_image
     converted.load_state_dict(stock.state_dict())  # a torchvision checkpoint still loads
-    weighted_losses(converted)  # converting twice changes nothing
+    images, targets = images_and_targets()
+    losses_of(converted, images, targets)
+    weighted_losses(converted)  # converting twice changes nothing: one hook on the predictor
+    losses_of(converted, images, targets)
     assert len(converted.roi_heads.box_predictor._forward_hooks) == 1
 
 
@@ -202,7 +205,9 @@ def test_a_box_predictor_replaced_after_conversion_still_gives_the_weighted_loss
     images, targets = images_and_targets([[1.0, 1.0], [1.0]])
     expected, got = losses_of(stock, images, targets), losses_of(converted, images, targets)
     assert got["loss_classifier"] == pytest.approx(expected["loss_classifier"], rel=1e-6)
-    assert not hasattr(converted.roi_heads, "_predictions") and converted.roi_heads._sampled is None
+    # the replacement is hooked, and nothing of the batch stays on the modules
+    assert len(converted.roi_heads.box_predictor._forward_hooks) == 1
+    assert converted.roi_heads.box_predictor.kept_outputs is None and converted.roi_heads._sampled is None
 
 
 def test_a_refused_model_is_left_as_it_was():
