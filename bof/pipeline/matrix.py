@@ -250,7 +250,7 @@ def controls(preset: Preset, name: str) -> list[Control]:
 def figure_cells(preset: Preset) -> dict[str, tuple[Cell, ...]]:
     """The runs each model-based figure compares, chosen from the preset's tables when they
     hold them (Figure 5: two rows with identical settings except mixup, Table 1's baseline and
-    Beta(1.5, 1.5) rows for YOLOv3, Table 3's last two for Faster R-CNN; Figure 6b: the step and
+    Beta(1.5, 1.5) rows for YOLOv3, else the last two of Table 2 or 3; Figure 6b: the step and
     cosine rows of Table 2 or 3; Figures 7-9: Table 4's freebies), otherwise the minimal pair on
     the figure detector's baseline (``figure_detector``)."""
     figures: dict[str, tuple[Cell, ...]] = {}
@@ -300,7 +300,7 @@ def _figures_5_and_6(preset: Preset, detector: str) -> dict[str, tuple[Cell, ...
         figures["figure5"] = tuple(cell(preset, detector, row.tricks, "plain") for row in (rows[0], rows[-1]))
     if stacked in preset.tables:
         table = preset.tables[stacked]
-        if table1 is None:  # Table 3's last two rows differ only by mixup
+        if table1 not in preset.tables:  # Table 2's or 3's last two rows differ only by mixup
             figures["figure5"] = tuple(cell(preset, detector, row.tricks, "plain") for row in table.rows[-2:])
         step = "+ random training shapes" if yolo else table.baseline  # the row the cosine one stacks on
         figures["figure6"] = tuple(
