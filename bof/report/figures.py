@@ -96,6 +96,11 @@ def figures_2_to_4(data_path: Path, folder: Path) -> list[Path]:
 DETECTOR_LABELS = {"yolov3": "YOLOv3", "frcnn_r50": "Faster R-CNN", "frcnn_r101": "Faster R-CNN R101"}
 
 
+# Figure 5's two models, as its data names them: two runs identical but for mixup (the first is
+# the baseline only when the pair is the minimal one; from a stacked table it is the row before mixup)
+FIGURE5_LABELS = {"baseline": "without mixup", "mixup": "with mixup"}
+
+
 def figure5(data_path: Path, folder: Path) -> Path:
     data = read_json(data_path)
     room = from_png_base64(data["room"]["png"], data_path)
@@ -115,7 +120,7 @@ def figure5(data_path: Path, folder: Path) -> Path:
                 k: [v for v, s in zip(frames[index][name][k], scores, strict=True) if s >= SCORE_TO_SHOW]
                 for k in ("boxes", "scores", "labels")
             }
-            title = f"{name}, position {index + 1}/{len(frames)}"
+            title = f"{FIGURE5_LABELS[name]}, position {index + 1}/{len(frames)}"
             _draw(
                 axis, doctored, visible, data["classes"], title,
                 threshold=SCORE_TO_SHOW, best_score=max(scores, default=None),
@@ -123,10 +128,10 @@ def figure5(data_path: Path, folder: Path) -> Path:
     axis = figure.add_subplot(grid[2, :])
     for (name, style), colour in zip((("baseline", "o-"), ("mixup", "s-")), ("#1f77b4", "#ff7f0e"), strict=True):
         means = [np.mean(f[f"{name}_recall_scores"]) for f in frames]
-        axis.plot(range(1, len(frames) + 1), means, style, color=colour, label=name)
+        axis.plot(range(1, len(frames) + 1), means, style, color=colour, label=FIGURE5_LABELS[name])
         if "without_intruder" in data:
             alone = np.mean(data["without_intruder"][name])
-            axis.axhline(alone, color=colour, linestyle=":", label=f"{name}, no intruder")
+            axis.axhline(alone, color=colour, linestyle=":", label=f"{FIGURE5_LABELS[name]}, no intruder")
     intruder = data["classes"][data["intruder"]["label"]]
     axis.set_xlabel(f"position of the intruding '{intruder}'")
     axis.set_ylabel("mean score of the room's objects")
@@ -350,7 +355,8 @@ def figure5_summary(data_path: Path) -> str:
         alone = data.get("without_intruder", {}).get(name)
         reference = f"{float(np.mean(alone)):.2f} without the intruder, " if alone is not None else ""
         parts.append(
-            f"{name} {reference}{np.mean(with_intruder):.2f} on average with it, {min(with_intruder):.2f} at its worst position"
+            f"{FIGURE5_LABELS[name]} {reference}{np.mean(with_intruder):.2f} on average with it, "
+            f"{min(with_intruder):.2f} at its worst position"
         )
     intruder = data["classes"][data["intruder"]["label"]]
     count = len(data["room"]["labels"])

@@ -44,7 +44,7 @@ CAPTIONS = {
     "figure2": "Figure 2. Mixup as image classification uses it (0.1 : 0.9, both images resized).",
     "figure3": "Figure 3. Geometry-preserving detection mixup: both images keep their geometry, boxes keep their weights.",
     "figure4": "Figure 4. Mixing-ratio distributions; red is classification's Beta(0.2, 0.2).",
-    "figure5": "Figure 5. The elephant in the room: baseline (top) and mixup-trained (middle) {detector} while an object of an absent class slides across the image; bottom: mean score of the original objects.",
+    "figure5": "Figure 5. The elephant in the room: {detector} trained without mixup (top) and with it (middle), two runs identical but for mixup, while an object of an absent class slides across the image; bottom: mean score of the original objects.",
     "figure6a": "Figure 6a. Cosine and step learning-rate schedules with warmup (this preset's {detector} settings).",
     "figure6b": "Figure 6b. Validation mAP during training, step vs cosine schedule.",
     "figure7": "Figure 7. Example detections of the freebies-trained {detector}.",

@@ -106,15 +106,16 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
         # kept), normalised by one F.batch_norm call. Each group's affine parameters are a row of
         # their repeat, whose backward sums the groups' gradients in the order one call over all
         # groups did. Each call also leaves its group's statistics (mean, unbiased variance) in a
-        # row of its own, momentum 1, in float32 (under AMP x is half precision): the running
+        # row of its own, momentum 1, in float32 or wider (under AMP x is half precision): the running
         # statistics move once, below, towards their mean over groups (a separate variance pass
         # over the batch took a fifth of a CPU step).
         count = batch // self.group_size
         weight = self.weight.repeat(count).view(count, -1) if self.affine else [None] * count
         bias = self.bias.repeat(count).view(count, -1) if self.affine else [None] * count
         tracked = self.track_running_stats
-        means = torch.zeros(count, x.shape[1], device=x.device) if tracked else [None] * count
-        variances = torch.zeros(count, x.shape[1], device=x.device) if tracked else [None] * count
+        stats = {"device": x.device, "dtype": torch.promote_types(x.dtype, torch.float32)}
+        means = torch.zeros(count, x.shape[1], **stats) if tracked else [None] * count
+        variances = torch.zeros(count, x.shape[1], **stats) if tracked else [None] * count
         out = torch.cat(
             [
                 F.batch_norm(group, mean, var, group_weight, group_bias, training=True, momentum=1.0, eps=self.eps)

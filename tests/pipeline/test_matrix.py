@@ -41,7 +41,6 @@ def test_shared_combinations_train_once():
     # all six tables, as `--config 'tables=[table1,...,table6]'` asks of the mini preset
     raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
     raw["tables"] = [f"table{n}" for n in range(1, 7)]
-    raw.pop("leave_out")  # and Table 4's YOLOv3 row, which the default job leaves out
     preset = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
     t1, t2, t4, t5 = (matrix.table_cells(preset, name) for name in ("table1", "table2", "table4", "table5"))
     assert t1[0][0] == t2[3][0]  # Table 1's baseline (the 81.5 model: SyncBN, random shapes) is a Table 2 row
@@ -49,18 +48,18 @@ def test_shared_combinations_train_once():
     assert t4[2][1] == t5[1][1]  # YOLOv3 with all freebies = mixup in both phases
     t3, t6 = matrix.table_cells(preset, "table3"), matrix.table_cells(preset, "table6")
     assert t6[0][0] == t3[-2][0]  # frcnn_r101 is the same detector as frcnn_r50 in this preset
-    # 19 combinations and Tables 5-6's controls, 3 seeds; each backbone plain, mixup and the control's
-    assert len(matrix.jobs(preset)) == 21 * 3 and len(matrix.pretrain_jobs(preset)) == 6
+    # 19 combinations, 3 seeds; each backbone plain and mixup (mini runs no length controls)
+    assert len(matrix.jobs(preset)) == 19 * 3 and len(matrix.pretrain_jobs(preset)) == 4
 
 
-def test_the_default_mini_job_trains_faster_rcnns_tables_and_figures_only():
+def test_the_default_mini_job_trains_tables_2_3_4_and_6_with_figures_on_yolov3():
     preset = matrix.load_preset(ROOT / "config" / "mini.yaml")
-    assert list(preset.tables) == ["table3", "table4", "table6"]
-    assert [row.detector for row in preset.tables["table4"].rows] == ["frcnn_r50", "frcnn_r101"]
-    assert matrix.left_out(preset) == {"table4": ["YOLOv3"]}
+    assert list(preset.tables) == ["table2", "table3", "table4", "table6"]
+    assert [row.detector for row in preset.tables["table4"].rows] == ["frcnn_r50", "frcnn_r101", "yolov3"]
+    assert matrix.left_out(preset) == {}
     combos = {(job.detector, job.combo) for job in matrix.jobs(preset)}
-    # Table 3's five rows, Table 6's two cells on the mixup-pretrained backbone (Table 4's share
-    # them) and Table 6's control: the plain backbone pretrained as long as the mixup one
+    # Table 3's five rows, Table 6's two cells on the mixup-pretrained backbone (Table 4's R50 and
+    # R101 rows share them); Table 2's seven rows and Table 4's YOLOv3 row (all freebies, mixup backbone)
     assert combos == {
         ("frcnn_r50", combo)
         for combo in (
@@ -71,27 +70,45 @@ def test_the_default_mini_job_trains_faster_rcnns_tables_and_figures_only():
             "cosine_smooth_mix-fixed-unweighted-scale0.5",
             "cosine_smooth_premix",
             "cosine_smooth_mix-fixed-unweighted-scale0.5_premix",
-            "cosine_smooth_prelong",
+        )
+    } | {
+        ("yolov3", combo)
+        for combo in (
+            "noaug",
+            "baseline",
+            "bn-sync",
+            "bn-sync_shapes",
+            "bn-sync_shapes_cosine",
+            "bn-sync_shapes_cosine_smooth",
+            "bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5",
+            "bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix",
         )
     }
-    assert len(matrix.jobs(preset)) == 8 * 3 and matrix.pretrain_jobs(preset) == [
+    assert len(matrix.jobs(preset)) == 15 * 3 and matrix.pretrain_jobs(preset) == [
+        ("darknet53", "plain"),
+        ("darknet53", "mixup"),
         ("small_resnet", "plain"),
         ("small_resnet", "mixup"),
-        ("small_resnet", "plain-long"),
     ]
-    # the control is evaluated like Table 6's cells (COCO AP), for every seed
-    assert {t for t in matrix.metric_targets(preset) if "prelong" in t} == {
-        f"results/mini/eval/frcnn_r50/cosine_smooth_prelong/seed{seed}/coco.json" for seed in range(3)
-    }
-    # Figures 5-7 on Faster R-CNN: Figure 5 compares Table 3's last two rows (identical but for
-    # mixup), Figure 6b its step baseline and cosine row, Figure 7 shows Table 4's freebies model
+    # the plain and mixup backbones pretrain alike but for mixup: no length control to run
+    for backbone in ("darknet53", "small_resnet"):
+        plain, mixup = (matrix.pretrain_config(preset, backbone, p) for p in ("plain", "mixup"))
+        assert plain.epochs == mixup.epochs == 100
+        assert {k: v for k, v in vars(plain).items() if k != "mixup"} == {
+            k: v for k, v in vars(mixup).items() if k != "mixup"
+        }
+    assert not any("prelong" in t for t in matrix.metric_targets(preset))
+    # Figures 5-7 on YOLOv3, as the paper draws them: Figure 5 compares Table 2's last two rows
+    # (identical but for mixup; Table 1 is not run), Figure 6b its step and cosine rows, Figure 7
+    # shows Table 4's YOLOv3 freebies model; Figures 8 and 9 pair each detector's Table 4 row
     figures = {name: [c.combo for c in cells] for name, cells in matrix.figure_cells(preset).items()}
-    assert figures["figure5"] == ["cosine_smooth", "cosine_smooth_mix-fixed-unweighted-scale0.5"]
-    assert figures["figure6"] == ["baseline", "cosine"]
-    assert figures["figure7"] == ["cosine_smooth_mix-fixed-unweighted-scale0.5_premix"]
-    assert "figure8" not in figures
+    assert figures["figure5"] == ["bn-sync_shapes_cosine_smooth", "bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5"]
+    assert figures["figure6"] == ["bn-sync_shapes", "bn-sync_shapes_cosine"]
+    assert figures["figure7"] == ["bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix"]
+    assert figures["figure8"] == ["baseline", "bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix"]
+    assert figures["figure9"] == ["baseline", "cosine_smooth_mix-fixed-unweighted-scale0.5_premix"]
     assert matrix.report_figures(preset) == [
-        "figure1", "figure2", "figure3", "figure4", "figure5", "figure6a", "figure6b", "figure7", "figure9"
+        "figure1", "figure2", "figure3", "figure4", "figure5", "figure6a", "figure6b", "figure7", "figure8", "figure9"
     ]  # fmt: skip
 
 
@@ -159,9 +176,16 @@ def test_every_presets_combinations_keep_their_names():
         "frcnn_r50/cosine_smooth",
         "frcnn_r50/cosine_smooth_mix-fixed-unweighted-scale0.5",
         "frcnn_r50/cosine_smooth_mix-fixed-unweighted-scale0.5_premix",
-        "frcnn_r50/cosine_smooth_prelong",
         "frcnn_r50/cosine_smooth_premix",
         "frcnn_r50/noaug",
+        "yolov3/baseline",
+        "yolov3/bn-sync",
+        "yolov3/bn-sync_shapes",
+        "yolov3/bn-sync_shapes_cosine",
+        "yolov3/bn-sync_shapes_cosine_smooth",
+        "yolov3/bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5",
+        "yolov3/bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5_premix",
+        "yolov3/noaug",
     ]
     assert names["voc"] == [
         "frcnn_r50/baseline",
@@ -184,7 +208,7 @@ def test_every_presets_combinations_keep_their_names():
 
 def test_job_configs_carry_the_preset_details():
     raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
-    raw["tables"] = ["table2", "table5"]  # YOLOv3's tables, run on request (`--config tables=[...]`)
+    raw["tables"] = ["table2", "table5"]  # Table 5 runs on request (`--config tables=[...]`)
     preset = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
     rows = matrix.table_cells(preset, "table2")
     shapes = matrix.train_config(preset, matrix.Job(rows[3][0].detector, rows[3][0].combo, 0))
@@ -194,7 +218,7 @@ def test_job_configs_carry_the_preset_details():
     ) == (64, 128)
     assert shapes.tricks.batchnorm.mode == "sync"
     mixed = matrix.train_config(preset, matrix.Job(rows[-1][0].detector, rows[-1][0].combo, 0))
-    assert mixed.tricks.mixup.mode == "beta" and mixed.tricks.mixup.off_last_epochs == 3
+    assert mixed.tricks.mixup.mode == "beta" and mixed.tricks.mixup.off_last_epochs == 9
     assert mixed.model.pretrained == "results/mini/pretrain/darknet53/plain/backbone.pt"
     premix = matrix.table_cells(preset, "table5")[1][1]
     assert matrix.train_config(preset, matrix.Job(premix.detector, premix.combo, 0)).model.pretrained.endswith(
@@ -272,7 +296,7 @@ def test_paper_presets_dry_run_the_full_dag(name, expected, tmp_path):
 
 def test_make_replicate_trains_the_second_set_of_seeds_on_the_same_backbones(tmp_path):
     """`make run` trains seeds 0-2, `make replicate` (``--config replicate=true``) 3-5 as well, with
-    the three backbones pretrained once (with the first seed) for both sets."""
+    the four backbones pretrained once (with the first seed) for both sets."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
     raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
     raw["results"] = str(tmp_path / "results" / "mini")  # no run of this checkout counts as done
@@ -282,7 +306,7 @@ def test_make_replicate_trains_the_second_set_of_seeds_on_the_same_backbones(tmp
         result = snakemake("-n", "--configfile", preset, *extra)
         assert result.returncode == 0, result.stderr[-3000:]
         counts = job_counts(result.stdout)
-        assert (counts["train"], counts["run_record"], counts["pretrain"]) == (8 * seeds, 8 * seeds, 3)
+        assert (counts["train"], counts["run_record"], counts["pretrain"]) == (15 * seeds, 15 * seeds, 4)
         assert all(f"seed{seed}/" in result.stdout for seed in range(seeds))
         assert f"seed{seeds}/" not in result.stdout
     # the second set starts from the very backbones of the first (pretrained with seed 0)
@@ -444,20 +468,20 @@ def test_the_preset_is_parsed_once_into_frozen_typed_objects():
         ResourceRequest(),
     )
     assert preset.pretrain["small_resnet"] == BackboneSpec(
-        {"crop_scale_min": 0.35, "width": 0.25, "image_size": 48, "epochs": 60, "batch_size": 64, "lr": 0.05}
+        {"crop_scale_min": 0.35, "width": 0.25, "image_size": 48, "epochs": 100, "batch_size": 64, "lr": 0.05}
         | {"warmup_epochs": 1, "workers": 0},
-        {"epochs": 100},
+        {},
     )
     assert (preset.run_seeds, preset.replication_seeds, preset.replicate) == ((0, 1, 2), (3, 4, 5), False)
     assert (preset.dataset.kind, preset.dataset.train, preset.threads, preset.run_controls) == (
         "synth",
         ("2007:trainval",),
         1,
-        True,
+        False,
     )
     # every entry's pretraining resolved once, from `pretrain_mixup` or `pretraining`
     table4, table6 = preset.tables["table4"], preset.tables["table6"]
-    assert [row.name for row in table4.rows] == ["Faster-RCNN R50", "Faster-RCNN R101"]  # YOLOv3 left out
+    assert [row.name for row in table4.rows] == ["Faster-RCNN R50", "Faster-RCNN R101", "YOLOv3"]
     assert all(isinstance(row, TableRow) for table in preset.tables.values() for row in table.rows)
     assert table4.rows[0].baseline == PairEntry({}, "plain", 36.5)
     assert (table4.rows[0].bof.pretraining, table4.rows[0].bof.paper) == ("mixup", 37.6)

@@ -182,3 +182,21 @@ def test_group_bn_keeps_float32_statistics_under_autocast():
     expected_var = 0.9 + 0.1 * groups.transpose(1, 2).reshape(4, 4, -1).var(dim=2, unbiased=True).mean(0)
     assert torch.allclose(bn.running_mean, expected_mean, atol=1e-6)
     assert torch.allclose(bn.running_var, expected_var, atol=1e-5)
+
+
+def test_group_bn_runs_in_float64_with_float64_statistics():
+    """A float64 model (a reference step, benchmarks/channels_last.py) keeps float64 throughout:
+    the groups' statistics were made in float32, which F.batch_norm refused beside float64 input."""
+    torch.manual_seed(0)
+    bn = GroupBatchNorm2d(4, group_size=2).double()
+    x = torch.randn(8, 4, 5, 5, dtype=torch.float64)
+    out = bn(x)
+    groups = x.reshape(4, 2, 4, 25).transpose(1, 2).reshape(4, 4, 50)  # 4 groups x 4 channels x values
+    mean, var = groups.mean(dim=2, keepdim=True), groups.var(dim=2, unbiased=False, keepdim=True)
+    expected = ((groups - mean) / (var + bn.eps).sqrt()).reshape(4, 4, 2, 25).transpose(1, 2).reshape(8, 4, 5, 5)
+    assert out.dtype == bn.running_mean.dtype == bn.running_var.dtype == torch.float64
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(bn.running_mean, 0.1 * groups.mean(dim=2).mean(0), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(
+        bn.running_var, 0.9 + 0.1 * groups.var(dim=2, unbiased=True).mean(0), rtol=1e-12, atol=1e-14
+    )
