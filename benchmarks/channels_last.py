@@ -21,7 +21,7 @@ import statistics
 import tempfile
 
 import torch
-from train_flops import _timed, mini_config, mini_devkit, prepared
+from train_flops import mini_config, mini_devkit, prepared, timed
 
 from bof.engine.train import move
 
@@ -58,9 +58,14 @@ def errors(step, reference) -> tuple[float, float, float]:
     return max(relative), statistics.median(relative), loss
 
 
-def backbone_step(backbone, images, projections):
+def feature_maps(backbone, images) -> list[torch.Tensor]:
+    """The backbone's outputs as a list (Faster R-CNN's FPN returns a dict, Darknet a tuple)."""
     features = backbone(images)
-    features = list(features.values()) if isinstance(features, dict) else list(features)
+    return list(features.values()) if isinstance(features, dict) else list(features)
+
+
+def backbone_step(backbone, images, projections):
+    features = feature_maps(backbone, images)
     loss = sum((f * w).sum() for f, w in zip(features, projections, strict=True))
     backbone.zero_grad(set_to_none=True)
     loss.backward()
@@ -75,9 +80,7 @@ def backbone_errors(model) -> tuple[tuple[float, float, float], tuple[float, flo
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(8, 3, 96, 96, generator=generator)
     with torch.no_grad():
-        shapes = [
-            f.shape for f in (lambda f: f.values() if isinstance(f, dict) else f)(copy.deepcopy(backbone)(images))
-        ]
+        shapes = [f.shape for f in feature_maps(copy.deepcopy(backbone), images)]
     projections = [torch.randn(shape, generator=generator) for shape in shapes]
     reference = backbone_step(copy.deepcopy(backbone).double(), images.double(), [w.double() for w in projections])
     contiguous = errors(backbone_step(copy.deepcopy(backbone), images, projections), reference)
@@ -113,7 +116,7 @@ def main() -> None:
                 f"contiguous {contiguous[0]:.1e} / {contiguous[1]:.1e}, {contiguous[2]:.1e}; "
                 f"channels-last {channels_last[0]:.1e} / {channels_last[1]:.1e}, {channels_last[2]:.1e}"
             )
-            timed = {}
+            seconds = {}
             for layout in ("contiguous", "channels-last"):
                 net = copy.deepcopy(model)
                 if layout == "channels-last":
@@ -128,10 +131,10 @@ def main() -> None:
                     optimizer.step()
 
                 step(batches[0])  # warm-up
-                timed[layout] = statistics.median(_timed(lambda b=b: step(b)) for b in batches[1 : args.steps + 1])
+                seconds[layout] = statistics.median(timed(lambda b=b: step(b)) for b in batches[1 : args.steps + 1])
             print(
-                f"{detector:10} step: contiguous {timed['contiguous'] * 1000:.0f} ms, channels-last "
-                f"{timed['channels-last'] * 1000:.0f} ms ({timed['contiguous'] / timed['channels-last']:.2f}x)"
+                f"{detector:10} step: contiguous {seconds['contiguous'] * 1000:.0f} ms, channels-last "
+                f"{seconds['channels-last'] * 1000:.0f} ms ({seconds['contiguous'] / seconds['channels-last']:.2f}x)"
             )
 
 

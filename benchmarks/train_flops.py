@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def gemm_flops(size: int = 512, repeats: int = 20) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    best = min(timed(lambda: torch.mm(a, b)) for _ in range(repeats))
     return 2 * size**3 / best
 
 
@@ -73,7 +73,8 @@ _sparse_addmm_flops._get_raw = True
 FLOP_MAPPING = {torch.ops.aten.mm: _mm_flops, torch.ops.aten._sparse_addmm: _sparse_addmm_flops}
 
 
-def _timed(function) -> float:
+def timed(function) -> float:
+    """Wall seconds of one call."""
     started = time.perf_counter()
     function()
     return time.perf_counter() - started
@@ -152,7 +153,7 @@ def step_measure(config: TrainConfig, steps: int, *, channels_last: bool = False
     with FlopCounterMode(display=False, custom_mapping=FLOP_MAPPING) as counter:
         step(*batches[0])
     flops = counter.get_total_flops()
-    seconds = statistics.median(_timed(lambda b=batch: step(*b)) for batch in batches[1:])
+    seconds = statistics.median(timed(lambda b=batch: step(*b)) for batch in batches[1:])
     return flops, seconds
 
 
