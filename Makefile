@@ -30,7 +30,7 @@ run: setup
 	@$(BIN)/bof status --preset config/$(PRESET).yaml --cores $(CORES) --watch $(STATUS_EVERY) & watcher=$$!; \
 	$(ENV) $(BIN)/dvc repro report@$(PRESET); code=$$?; kill $$watcher 2> /dev/null; exit $$code
 
-# After `make run`: the preset's second, independent set of seeds (`replication_seeds`; ~1 h 30 min
+# After `make run`: the preset's second, independent set of seeds (`replication_seeds`; ~1 h 40 min
 # more for mini: 45 trainings, no pretraining), the same jobs with other seeds, on the same data and backbones. The report then
 # pools both sets and calls a verdict the two sets disagree on "not replicated". Snakemake runs it
 # (as `make pipeline` does), not DVC. A later `make run` lets DVC clear eval/ and rebuilds its own
