@@ -477,6 +477,7 @@ def report_figures(preset: Preset) -> list[str]:
     names += ["figure5"] if "figure5" in available else []
     names += ["figure6a", "figure6b"] if "figure6" in available else []
     names += [name for name in ("figure7", "figure8", "figure9") if name in available]
+    names += ["budget"] if preset.budgets else []
     return names
 
 

@@ -132,6 +132,40 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """One training length of a preset's ``budgets.<detector>``: the schedule every row of the
+    detector's tables trains with at that length (one recipe per budget, chosen on the baseline)."""
+
+    epochs: int
+    step_epochs: tuple[float, ...] | None = None  # None: the detector's, unchanged
+    val_every: int | None = None
+    mixup_off_last_epochs: int | None = None
+
+    @classmethod
+    def parse(cls, section: dict) -> Budget:
+        steps = section.get("step_epochs")
+        return cls(
+            epochs=int(section["epochs"]),
+            step_epochs=None if steps is None else tuple(float(step) for step in steps),
+            val_every=section.get("val_every"),
+            mixup_off_last_epochs=section.get("mixup_off_last_epochs"),
+        )
+
+    def suffix(self) -> str:
+        """What a budget adds to its detector's and its tables' names: ``_48e``."""
+        return f"_{self.epochs}e"
+
+    def applied(self, spec: DetectorSpec) -> DetectorSpec:
+        """``spec`` trained at this length."""
+        optim = {**spec.optim, "epochs": self.epochs}
+        if self.step_epochs is not None:
+            optim["step_epochs"] = list(self.step_epochs)
+        run = dict(spec.run) if self.val_every is None else {**spec.run, "val_every": self.val_every}
+        off = spec.mixup_off_last_epochs if self.mixup_off_last_epochs is None else self.mixup_off_last_epochs
+        return dataclasses.replace(spec, optim=optim, run=run, mixup_off_last_epochs=off)
+
+
+@dataclass(frozen=True)
 class Figures:
     """A preset's ``figures``: the detector of Figures 5-7 (None: the matrix's default) and Figure 7's size."""
 
@@ -197,6 +231,8 @@ class Table:
     columns: tuple[Column, ...] = ()
     paper: tuple[tuple[float, ...], ...] | None = None  # grid: by row, then column
     controls: tuple[ControlSpec, ...] = ()
+    base: str | None = None  # a budget's copy: the table of config/tables.yaml it trains at ``epochs``
+    epochs: int | None = None
 
     def row(self, name: str) -> TableRow:
         """The row called ``name`` (a KeyError naming it when there is none)."""
@@ -272,6 +308,7 @@ class Preset:
     run_controls: bool = False  # the preset's ``controls``: run the grid tables' control rows
     threads: int = 2  # CPU threads of a job that names none
     tables_path: Path | None = None  # where the table definitions were read
+    budgets: dict[str, tuple[Budget, ...]] = field(default_factory=dict)  # training lengths, by detector
 
     @property
     def seeds(self) -> list[int]:
@@ -317,15 +354,22 @@ def _table(name: str, definitions: dict, leave_out: dict, tables_path: Path) -> 
 def parse_preset(path: Path, raw: dict, definitions: dict, tables_path: Path | None = None) -> Preset:
     """The typed preset of ``raw`` (its YAML, checked) with the tables it names of ``definitions``."""
     leave_out = {name: tuple(rows) for name, rows in raw.get("leave_out", {}).items()}
+    budgets = {name: tuple(Budget.parse(b) for b in sections) for name, sections in raw.get("budgets", {}).items()}
+    detectors, tables = with_budgets(
+        path,
+        {name: DetectorSpec.parse(section) for name, section in raw["detectors"].items()},
+        {name: _table(name, definitions, leave_out, tables_path or path) for name in raw["tables"]},
+        budgets,
+    )
     return Preset(
         path=path,
         name=raw["name"],
         results=raw["results"],
         run_seeds=tuple(raw["seeds"]),
         dataset=Dataset.parse(raw["dataset"]),
-        detectors={name: DetectorSpec.parse(section) for name, section in raw["detectors"].items()},
+        detectors=detectors,
         pretrain={name: BackboneSpec.parse(section) for name, section in raw["pretrain"].items()},
-        tables={name: _table(name, definitions, leave_out, tables_path or path) for name in raw["tables"]},
+        tables=tables,
         replication_seeds=tuple(raw.get("replication_seeds", ())),
         replicate=bool(raw.get("replicate", False)),
         leave_out=leave_out,
@@ -333,7 +377,59 @@ def parse_preset(path: Path, raw: dict, definitions: dict, tables_path: Path | N
         run_controls=bool(raw.get("controls", False)),
         threads=int(raw.get("threads", 2)),
         tables_path=tables_path,
+        budgets=budgets,
     )
+
+
+def with_budgets(
+    path: Path, detectors: dict[str, DetectorSpec], tables: dict[str, Table], budgets: dict[str, tuple[Budget, ...]]
+) -> tuple[dict[str, DetectorSpec], dict[str, Table]]:
+    """The detectors and tables a preset's ``budgets`` make: a detector with budgets becomes one
+    detector per budget (``frcnn_r50_48e``: its settings, trained that long), and each table of
+    it one table per budget (``table3_48e``), so that every row runs at every length and the rest
+    of the pipeline sees plain detectors and tables."""
+    for name, lengths in budgets.items():
+        if name not in detectors:
+            raise ConfigError(f"{path}: budgets names detector '{name}', which the preset does not define")
+        epochs = [budget.epochs for budget in lengths]
+        if len(set(epochs)) != len(epochs):
+            raise ConfigError(f"{path}: budgets.{name}: epochs {epochs} repeat a length")
+        users = [other for other, spec in detectors.items() if spec.same_as == name]
+        if detectors[name].same_as is not None or users:
+            raise ConfigError(f"{path}: budgets.{name}: a detector with budgets cannot be same_as another or have one")
+    for name, table in tables.items():
+        budgeted = [detector for detector in table.detectors if detector in budgets]
+        if budgeted and len(budgeted) != len(table.detectors):
+            raise ConfigError(
+                f"{path}: {name} trains {sorted(set(table.detectors))}, only {sorted(set(budgeted))} with budgets:"
+                " budgets apply to whole tables"
+            )
+    new_detectors = {}
+    for name, spec in detectors.items():
+        for budget in budgets.get(name, ()):
+            new_detectors[name + budget.suffix()] = budget.applied(spec)
+        if name not in budgets:
+            new_detectors[name] = spec
+    new_tables = {}
+    for name, table in tables.items():
+        detector = table.detectors[0] if table.detectors else None
+        for budget in budgets.get(detector, ()):
+            renamed = {d: d + budget.suffix() for d in budgets}
+            new_tables[name + budget.suffix()] = dataclasses.replace(
+                table,
+                name=name + budget.suffix(),
+                title=f"{table.title}, {budget.epochs} epochs",
+                detector=None if table.detector is None else renamed[table.detector],
+                rows=tuple(
+                    row if row.detector is None else dataclasses.replace(row, detector=renamed[row.detector])
+                    for row in table.rows
+                ),
+                base=name,
+                epochs=budget.epochs,
+            )
+        if detector not in budgets:
+            new_tables[name] = table
+    return new_detectors, new_tables
 
 
 # --- reading and checking ---

@@ -7,6 +7,7 @@
 6: (a) cosine vs step schedules of the figure detector's settings, (b) their validation curves.
 7: example detections (from figure7.json).  8-9: per-category AP gain of the freebies over
 the baseline, YOLOv3 and Faster R-CNN (red: gain, blue: drop, as in the paper).
+budget (a preset with ``budgets``): each freebie's delta against the training length.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bof.data.images import from_png_base64  # noqa: E402
 from bof.engine.figure_data import SCORE_TO_SHOW, composite  # noqa: E402
 from bof.io import read_json
 from bof.pipeline.matrix import Job, Preset, category_metric, figure_cells, metric_path, record_path  # noqa: E402
+from bof.report.budget import budget_frame  # noqa: E402
 from bof.report.tricks import figure_beta, figure_lr_schedules, figure_mixup, save_figure  # noqa: E402
 
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#fabebe", "#008080")
@@ -361,3 +363,31 @@ def figure5_summary(data_path: Path) -> str:
     intruder = data["classes"][data["intruder"]["label"]]
     count = len(data["room"]["labels"])
     return f"Mean score of the room's {count} objects as the '{intruder}' slides across them: " + "; ".join(parts) + "."
+
+
+def figure_budget(preset: Preset, folder: Path) -> Path:
+    """Each freebie's delta over the row it stacks on against the training budget, with its 95 %
+    interval over seeds; the paper's delta as a dashed line, zero as a solid one."""
+    frame = budget_frame(preset)
+    panels = list(dict.fromkeys(zip(frame.table, frame.freebie, strict=True)))
+    figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.6, 3.2), squeeze=False, sharey=True)
+    for axis, (table, freebie) in zip(axes[0], panels, strict=True):
+        rows = frame[(frame.table == table) & (frame.freebie == freebie)].sort_values("epochs")
+        epochs = rows.epochs.to_numpy(dtype=float)
+        delta = rows.delta.to_numpy(dtype=float)
+        low = rows.delta_ci_low.to_numpy(dtype=float)
+        high = rows.delta_ci_high.to_numpy(dtype=float)
+        errors = np.vstack([delta - low, high - delta])
+        axis.errorbar(epochs, delta, yerr=np.nan_to_num(errors), marker="o", capsize=3, color="#1f77b4", label="ours")
+        axis.axhline(0, color="black", linewidth=0.8)
+        paper = rows.paper_delta.dropna()
+        if len(paper):
+            axis.axhline(float(paper.iloc[-1]), color="#d62728", linestyle="--", linewidth=1, label="paper")
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(epochs, [f"{e:g}" for e in epochs])
+        axis.minorticks_off()
+        axis.set_xlabel("training epochs")
+        axis.set_title(f"{freebie}\n(over {rows.stacked_on.iloc[0]})", fontsize=8)
+    axes[0][0].set_ylabel("Δ (points, 95 % CI over seeds)")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    return save_figure(figure, folder / "budget.png")

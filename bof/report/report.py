@@ -24,6 +24,7 @@ from bof.pipeline.matrix import (
     report_figures,
 )
 from bof.report import figures
+from bof.report.budget import budget_markdown, trend_frame
 from bof.report.summary import (
     control_frame,
     control_markdown,
@@ -50,6 +51,7 @@ CAPTIONS = {
     "figure7": "Figure 7. Example detections of the freebies-trained {detector}.",
     "figure8": "Figure 8. Per-category AP gain of all freebies over the baseline, YOLOv3 (red: gain, blue: drop).",
     "figure9": "Figure 9. Per-category AP gain of all freebies over the baseline, Faster R-CNN (red: gain, blue: drop).",
+    "budget": "Each freebie's Δ over the row it stacks on against the training budget (epochs, log scale): mean over seeds with its paired 95 % t-interval; dashed red: the paper's Δ for the same step; black: 0.",
 }
 
 
@@ -169,9 +171,10 @@ def render_report(preset: Preset, out: Path) -> Path:
     data = Path(preset.results) / "figure_data"
     made = draw_figures(preset, data, figures_folder, label, missing)
     facts = provenance(preset)
-    lines = [
-        f"# Bag of Freebies, reproduced: preset `{preset.name}`",
-        "",
+    lines = [f"# Bag of Freebies, reproduced: preset `{preset.name}`", ""]
+    if preset.budgets:  # a budget study answers its question first
+        lines += [budget_markdown(preset), "", "![budget](figures/budget.png)", "", CAPTIONS["budget"], ""]
+    lines += [
         f"Seeds: {seeds_sentence(sets, partial)} Dataset: {preset.dataset.kind} at `{preset.dataset.root}`. "
         f"Runs: {facts['runs']} of {facts['expected_runs']} finished ({facts['train_hours']:.2f} h of training).",
         "",
@@ -194,7 +197,7 @@ def render_report(preset: Preset, out: Path) -> Path:
             f"([LaTeX]({paths['tex'].relative_to(out)}), [CSV]({paths['csv'].relative_to(out)}))",
             "",
         ]
-    for path in made:
+    for path in (path for path in made if path.stem != "budget"):  # the budget figure opens the report
         caption = CAPTIONS.get(path.stem, path.stem).replace("{detector}", label)
         lines += [f"![{path.stem}]({path.relative_to(out)})", "", caption, ""]
         if path.stem == "figure1":
@@ -219,6 +222,7 @@ def draw_figures(preset: Preset, data: Path, folder: Path, label: str, missing: 
         "figure7": ("figure 7", lambda: figures.figure7(data / "figure7.json", folder, label)),
         "figure8": ("figure8", lambda: figures.figure_categories(preset, "figure8", folder)),
         "figure9": ("figure9", lambda: figures.figure_categories(preset, "figure9", folder)),
+        "budget": ("the budget figure", lambda: figures.figure_budget(preset, folder)),
     }
     made = []
     for name in report_figures(preset):
@@ -317,6 +321,20 @@ def summary(preset: Preset, sets: list[Preset] | None = None) -> dict:
             }
             for row in controls.itertuples()
         }
+    if preset.budgets:
+        out["budget"] = [
+            {
+                "table": row.table,
+                "freebie": row.freebie,
+                "delta_by_epochs": {str(k): _rounded(v) for k, v in row.deltas.items()},
+                "change": _rounded(row.change),
+                "change_ci": [_rounded(row.change_ci_low), _rounded(row.change_ci_high)],
+                "trend": row.trend,
+                "last_ci": [_rounded(row.last_ci_low), _rounded(row.last_ci_high)],
+                "against_zero": row.last_side,
+            }
+            for row in trend_frame(preset).itertuples()
+        ]
     for name in preset.tables:
         frame = table_frame(preset, name)
         out[name] = {

@@ -1,0 +1,145 @@
+"""The budget study (config/budget.yaml, issue 27): a preset's ``budgets`` train every row of a
+detector's tables at each length, and the report opens with each freebie's delta against the
+budget, its change with a Welch interval, and where it stands against zero at the longest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from bof.config import to_dict
+from bof.errors import ConfigError
+from bof.pipeline import matrix
+from bof.report.budget import budget_frame, trend_frame
+from bof.report.report import make_report
+
+ROOT = Path(__file__).resolve().parents[2]
+BUDGET = ROOT / "config" / "budget.yaml"
+
+
+def budget_preset(tmp_path, **changes):
+    raw = yaml.safe_load(BUDGET.read_text())
+    raw["results"] = str(tmp_path / "results")
+    raw.update(changes)
+    return matrix.load_preset(BUDGET, raw=raw)
+
+
+def test_the_study_trains_table_3s_ladder_at_12_24_and_48_epochs_with_three_seeds(tmp_path):
+    preset = budget_preset(tmp_path)
+    assert list(preset.tables) == ["table3_12e", "table3_24e", "table3_48e"]
+    assert [row.name for row in preset.tables["table3_48e"].rows] == [
+        "baseline",
+        "+ cosine lr schedule",
+        "+ class label smoothing",
+        "+ mixup",
+    ]
+    jobs = matrix.jobs(preset)
+    assert len(jobs) == 4 * 3 * 3 and matrix.pretrain_jobs(preset) == [("small_resnet", "plain")]
+    mixup = next(job for job in jobs if job.detector == "frcnn_r50_48e" and "mix" in job.combo)
+    config = matrix.train_config(preset, mixup)
+    assert (config.optim.epochs, config.optim.step_epochs, config.run.val_every) == (48, (28.0,), 6)
+    assert config.tricks.mixup.off_last_epochs == 5
+    short = matrix.train_config(preset, matrix.Job("frcnn_r50_12e", "baseline", 0))
+    assert (short.optim.epochs, short.optim.step_epochs, short.run.val_every) == (12, (7.0,), 3)
+
+
+def test_the_24_epoch_budget_is_the_default_jobs_training(tmp_path):
+    """The middle budget is the default job's Faster R-CNN recipe, row for row: one recipe, not a new one."""
+    study = budget_preset(tmp_path)
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw["results"] = study.results
+    mini = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
+    for job in (job for job in matrix.jobs(study) if job.detector == "frcnn_r50_24e"):
+        ours = to_dict(matrix.train_config(study, job))
+        assert ours == to_dict(matrix.train_config(mini, matrix.Job("frcnn_r50", job.combo, job.seed)))
+
+
+def test_a_budget_on_a_detector_the_preset_lacks_or_on_half_a_table_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="budgets names detector 'yolov3', which the preset does not define"):
+        budget_preset(tmp_path, budgets={"yolov3": [{"epochs": 10}, {"epochs": 20}]})
+    raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
+    raw.update(tables=["table4"], budgets={"frcnn_r50": [{"epochs": 12}, {"epochs": 24}]})
+    with pytest.raises(ConfigError, match="budgets.frcnn_r50: a detector with budgets cannot be same_as another"):
+        matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)  # frcnn_r101 is same_as frcnn_r50
+    del raw["detectors"]["frcnn_r101"]
+    with pytest.raises(ConfigError, match=r"table4 trains .*yolov3.* budgets apply to whole tables"):
+        matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
+    with pytest.raises(ConfigError, match=r"epochs \[12, 12\] repeat a length"):
+        budget_preset(tmp_path, budgets={"frcnn_r50": [{"epochs": 12}, {"epochs": 12}]})
+
+
+# mAP (%) by row, budget and seed: the baseline, then each row adds its freebie's delta
+BASELINE = {12: [60.0, 61.0, 59.0], 24: [70.0, 71.5, 69.0], 48: [74.0, 74.5, 73.5]}
+ADDED = {  # what each row adds to the row it stacks on, seed by seed
+    "+ cosine lr schedule": {12: [-3.0, -2.0, -4.0], 24: [-1.0, 0.0, -0.5], 48: [1.0, 1.5, 2.0]},
+    "+ class label smoothing": {12: [-1.0, 1.0, 0.0], 24: [0.5, -0.5, 0.0], 48: [-0.5, 0.5, 0.2]},
+    "+ mixup": {12: [-6.0, -7.0, -5.0], 24: [-4.0, -3.0, -3.5], 48: [-2.0, -3.0, -2.5]},
+}
+
+
+def write_results(preset):
+    for budget, base in BASELINE.items():
+        table = preset.tables[f"table3_{budget}e"]
+        values = list(base)
+        for row, cells in zip(table.rows, matrix.table_cells(preset, table.name), strict=True):
+            values = (
+                [v + a for v, a in zip(values, ADDED[row.name][budget], strict=True)] if row.name in ADDED else values
+            )
+            for seed, value in zip(preset.seeds, values, strict=True):
+                job = matrix.Job(cells[0].detector, cells[0].combo, seed)
+                path = Path(matrix.metric_path(preset, job, "voc07"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"mAP": value / 100}))
+
+
+def test_each_freebies_delta_is_over_the_row_it_stacks_on_with_a_paired_interval(tmp_path):
+    preset = budget_preset(tmp_path)
+    write_results(preset)
+    frame = budget_frame(preset)
+    assert len(frame) == 3 * 3
+    mixup = frame[(frame.freebie == "+ mixup") & (frame.epochs == 48)].iloc[0]
+    assert mixup.stacked_on == "+ class label smoothing"
+    assert mixup.deltas == pytest.approx([-2.0, -3.0, -2.5])
+    half = stats.t.ppf(0.975, 2) * np.std([-2.0, -3.0, -2.5], ddof=1) / np.sqrt(3)
+    assert (mixup.delta, mixup.delta_ci_low, mixup.delta_ci_high) == pytest.approx((-2.5, -2.5 - half, -2.5 + half))
+    assert mixup.paper_delta == pytest.approx(81.32 - 80.23)  # the paper's Table 3, the same step
+    cosine = frame[(frame.freebie == "+ cosine lr schedule") & (frame.epochs == 12)].iloc[0]
+    assert cosine.stacked_on == "baseline" and cosine.delta == pytest.approx(-3.0)
+
+
+def test_the_change_with_the_budget_gets_a_welch_interval_and_a_verdict(tmp_path):
+    preset = budget_preset(tmp_path)
+    write_results(preset)
+    trends = trend_frame(preset).set_index("freebie")
+    for freebie, trend, side in [
+        ("+ cosine lr schedule", "rises", "above 0"),
+        ("+ class label smoothing", "no clear change", "includes 0"),
+        ("+ mixup", "rises", "below 0"),
+    ]:
+        row = trends.loc[freebie]
+        welch = stats.ttest_ind(ADDED[freebie][48], ADDED[freebie][12], equal_var=False).confidence_interval(0.95)
+        assert (row.change_ci_low, row.change_ci_high) == pytest.approx((welch.low, welch.high))
+        assert row.change == pytest.approx(np.mean(ADDED[freebie][48]) - np.mean(ADDED[freebie][12]))
+        assert (row.trend, row.last_side) == (trend, side), freebie
+
+
+def test_the_study_report_opens_with_the_answer_and_its_figure(tmp_path):
+    preset = budget_preset(tmp_path)
+    write_results(preset)
+    report = make_report(preset).read_text()
+    lines = report.splitlines()
+    assert lines[0] == "# Bag of Freebies, reproduced: preset `budget`"
+    assert lines[2] == "## Each freebie's delta against the training budget"
+    table = [line for line in lines[:20] if line.startswith("| table3 |")]
+    assert [line.split(" | ")[1] for line in table] == ["+ cosine lr schedule", "+ class label smoothing", "+ mixup"]
+    assert table[2].endswith("| rises | -2.50 [-3.74, -1.26] | below 0 |")
+    assert "![budget](figures/budget.png)" in lines[:30]
+    assert (tmp_path / "results" / "figures" / "budget.png").stat().st_size > 1000
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert [entry["trend"] for entry in summary["budget"]] == ["rises", "no clear change", "rises"]
+    assert summary["budget"][2]["delta_by_epochs"] == {"12": -6.0, "24": -3.5, "48": -2.5}
