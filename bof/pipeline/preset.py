@@ -234,12 +234,28 @@ class Table:
     base: str | None = None  # a budget's copy: the table of config/tables.yaml it trains at ``epochs``
     epochs: int | None = None
 
+    @property
+    def row_names(self) -> list[str]:
+        return [row.name for row in self.rows]
+
     def row(self, name: str) -> TableRow:
         """The row called ``name`` (a KeyError naming it when there is none)."""
         for row in self.rows:
             if row.name == name:
                 return row
         raise KeyError(name)
+
+    def stacked_on(self, row: TableRow) -> TableRow | None:
+        """The row ``row`` adds one trick to: the latest earlier row whose tricks are ``row``'s less
+        one (Table 3's "+ mixup" stacks on "+ class label smoothing", "+ cosine lr schedule" on the
+        baseline); None for the baseline, a row that stacks on nothing and a table not of rows."""
+        if self.kind != "rows":
+            return None
+        for candidate in reversed(self.rows[: self.rows.index(row)]):
+            same = all(row.tricks.get(key) == value for key, value in candidate.tricks.items())
+            if same and len(set(row.tricks) - set(candidate.tricks)) == 1:
+                return candidate
+        return None
 
     @property
     def detectors(self) -> list[str]:

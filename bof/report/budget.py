@@ -16,21 +16,8 @@ import pandas as pd
 from scipy import stats
 
 from bof.pipeline.matrix import Preset, table_cells
-from bof.pipeline.preset import Table, TableRow
+from bof.pipeline.preset import Table
 from bof.report.tables import interval, paired_deltas
-
-
-def stacked_on(table: Table, row: TableRow) -> TableRow | None:
-    """The row ``row`` adds one trick to: the latest earlier row whose tricks are ``row``'s less one
-    (``+ mixup`` stacks on ``+ class label smoothing``, ``+ cosine lr schedule`` on the baseline);
-    None for the baseline and a row that stacks on nothing."""
-    earlier = table.rows[: table.rows.index(row)]
-    for candidate in reversed(earlier):
-        extra = set(row.tricks) - set(candidate.tricks)
-        same = all(row.tricks.get(key) == value for key, value in candidate.tricks.items())
-        if same and len(extra) == 1:
-            return candidate
-    return None
 
 
 def budget_tables(preset: Preset) -> dict[str, list[Table]]:
@@ -50,7 +37,7 @@ def budget_frame(preset: Preset) -> pd.DataFrame:
         for table in tables:
             cells = {row.name: cell[0] for row, cell in zip(table.rows, table_cells(preset, table.name), strict=True)}
             for row in table.rows:
-                parent = stacked_on(table, row)
+                parent = table.stacked_on(row)
                 if parent is None:
                     continue
                 deltas = paired_deltas(preset, cells[row.name], cells[parent.name], table.metric)

@@ -73,7 +73,7 @@ def test_gpu_check_trains_each_detector_through_torchrun_and_projects_the_preset
         assert 0 < run["loss_last_quarter"] < float("inf") and 0 < run["loss_first_quarter"] < float("inf")
     # the heaviest combination of each detector: every freebie of Tables 2 and 3
     assert runs["yolov3"]["combo"] == "bn-sync_shapes_cosine_smooth_mix-beta1.5-1.5"
-    assert runs["frcnn_r50"]["combo"] == "cosine_smooth_mix-fixed-unweighted-scale0.5"
+    assert runs["frcnn_r50"]["combo"] == "cosine_smooth_mix-beta1.5-1.5"
     # one process under torchrun runs the 8-GPU path: a process group, DDP, synchronized BN
     for run in runs.values():
         assert (run["process_group"], run["ddp"], run["distributed_path"]) == ("gloo", True, True)

@@ -37,26 +37,39 @@ def test_the_study_trains_table_3s_ladder_at_12_24_and_48_epochs_with_three_seed
         "+ cosine lr schedule",
         "+ class label smoothing",
         "+ mixup",
+        "+ mixup, GluonCV's script",
     ]
     jobs = matrix.jobs(preset)
-    assert len(jobs) == 4 * 3 * 3 and matrix.pretrain_jobs(preset) == [("small_resnet", "plain")]
-    mixup = next(job for job in jobs if job.detector == "frcnn_r50_48e" and "mix" in job.combo)
-    config = matrix.train_config(preset, mixup)
-    assert (config.optim.epochs, config.optim.step_epochs, config.run.val_every) == (48, (28.0,), 6)
-    assert config.tricks.mixup.off_last_epochs == 5
+    assert len(jobs) == 5 * 3 * 3 and matrix.pretrain_jobs(preset) == [("small_resnet", "plain")]
+    mixups = [
+        matrix.train_config(preset, job) for job in jobs if job.detector == "frcnn_r50_48e" and "mix" in job.combo
+    ]
+    for config in mixups:
+        assert (config.optim.epochs, config.optim.step_epochs, config.run.val_every) == (48, (28.0,), 6)
+        assert config.tricks.mixup.off_last_epochs == 5
+    # both Faster R-CNN mixups: the paper's §3.1 and GluonCV's script variant
+    assert {(c.tricks.mixup.mode, c.tricks.mixup.weighted, c.tricks.mixup.loss_scale) for c in mixups} == {
+        ("beta", True, 1.0),
+        ("fixed", False, 0.5),
+    }
     short = matrix.train_config(preset, matrix.Job("frcnn_r50_12e", "baseline", 0))
     assert (short.optim.epochs, short.optim.step_epochs, short.run.val_every) == (12, (7.0,), 3)
 
 
 def test_the_24_epoch_budget_is_the_default_jobs_training(tmp_path):
-    """The middle budget is the default job's Faster R-CNN recipe, row for row: one recipe, not a new one."""
+    """The middle budget is the default job's Faster R-CNN recipe, row for row: one recipe, not a new
+    one (the default job leaves out GluonCV's script variant of mixup; the study runs it)."""
     study = budget_preset(tmp_path)
     raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
     raw["results"] = study.results
+    raw["leave_out"] = {}
     mini = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
+    compared = set()
     for job in (job for job in matrix.jobs(study) if job.detector == "frcnn_r50_24e"):
         ours = to_dict(matrix.train_config(study, job))
         assert ours == to_dict(matrix.train_config(mini, matrix.Job("frcnn_r50", job.combo, job.seed)))
+        compared.add(job.combo)
+    assert len(compared) == 5
 
 
 def test_a_budget_on_a_detector_the_preset_lacks_or_on_half_a_table_is_an_error(tmp_path):
@@ -79,18 +92,19 @@ ADDED = {  # what each row adds to the row it stacks on, seed by seed
     "+ cosine lr schedule": {12: [-3.0, -2.0, -4.0], 24: [-1.0, 0.0, -0.5], 48: [1.0, 1.5, 2.0]},
     "+ class label smoothing": {12: [-1.0, 1.0, 0.0], 24: [0.5, -0.5, 0.0], 48: [-0.5, 0.5, 0.2]},
     "+ mixup": {12: [-6.0, -7.0, -5.0], 24: [-4.0, -3.0, -3.5], 48: [-2.0, -3.0, -2.5]},
+    "+ mixup, GluonCV's script": {12: [-9.0, -8.0, -7.0], 24: [-5.0, -6.0, -5.5], 48: [-5.0, -4.0, -6.0]},
 }
 
 
 def write_results(preset):
     for budget, base in BASELINE.items():
         table = preset.tables[f"table3_{budget}e"]
-        values = list(base)
+        values = {"baseline": list(base)}
         for row, cells in zip(table.rows, matrix.table_cells(preset, table.name), strict=True):
-            values = (
-                [v + a for v, a in zip(values, ADDED[row.name][budget], strict=True)] if row.name in ADDED else values
-            )
-            for seed, value in zip(preset.seeds, values, strict=True):
+            if row.name in ADDED:
+                under = values[table.stacked_on(row).name]
+                values[row.name] = [v + a for v, a in zip(under, ADDED[row.name][budget], strict=True)]
+            for seed, value in zip(preset.seeds, values[row.name], strict=True):
                 job = matrix.Job(cells[0].detector, cells[0].combo, seed)
                 path = Path(matrix.metric_path(preset, job, "voc07"))
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +115,10 @@ def test_each_freebies_delta_is_over_the_row_it_stacks_on_with_a_paired_interval
     preset = budget_preset(tmp_path)
     write_results(preset)
     frame = budget_frame(preset)
-    assert len(frame) == 3 * 3
+    assert len(frame) == 4 * 3
+    gluoncv = frame[(frame.freebie == "+ mixup, GluonCV's script") & (frame.epochs == 24)].iloc[0]
+    assert gluoncv.stacked_on == "+ class label smoothing" and gluoncv.deltas == pytest.approx([-5.0, -6.0, -5.5])
+    assert gluoncv.paper_delta is None  # a row the paper does not have
     mixup = frame[(frame.freebie == "+ mixup") & (frame.epochs == 48)].iloc[0]
     assert mixup.stacked_on == "+ class label smoothing"
     assert mixup.deltas == pytest.approx([-2.0, -3.0, -2.5])
@@ -136,10 +153,15 @@ def test_the_study_report_opens_with_the_answer_and_its_figure(tmp_path):
     assert lines[0] == "# Bag of Freebies, reproduced: preset `budget`"
     assert lines[2] == "## Each freebie's delta against the training budget"
     table = [line for line in lines[:20] if line.startswith("| table3 |")]
-    assert [line.split(" | ")[1] for line in table] == ["+ cosine lr schedule", "+ class label smoothing", "+ mixup"]
+    assert [line.split(" | ")[1] for line in table] == [
+        "+ cosine lr schedule",
+        "+ class label smoothing",
+        "+ mixup",
+        "+ mixup, GluonCV's script",
+    ]
     assert table[2].endswith("| rises | -2.50 [-3.74, -1.26] | below 0 |")
     assert "![budget](figures/budget.png)" in lines[:30]
     assert (tmp_path / "results" / "figures" / "budget.png").stat().st_size > 1000
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
-    assert [entry["trend"] for entry in summary["budget"]] == ["rises", "no clear change", "rises"]
+    assert [entry["trend"] for entry in summary["budget"]] == ["rises", "no clear change", "rises", "rises"]
     assert summary["budget"][2]["delta_by_epochs"] == {"12": -6.0, "24": -3.5, "48": -2.5}
