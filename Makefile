@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bof-installed
 
-.PHONY: setup run replicate status pipeline figures ship pull test lint clean-venv
+.PHONY: setup run replicate status pipeline figures ship pull peer test lint clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,18 @@ pull: setup
 	$(ENV) $(BIN)/dvc pull --with-deps report@$(PRESET)
 	$(ENV) $(BIN)/snakemake all --touch --cores $(CORES) --configfile config/$(PRESET).yaml
 
+# A peer on the same data (issue 27): ultralytics' YOLOv8n from scratch on the mini dataset, its own
+# cosine schedule and mixup switched on alone, three seeds (benchmarks/peer_ultralytics.py). Its own
+# environment: ultralytics pins opencv-python, bof the headless build. About 30 min on 2 cores.
+PEER := .venv-peer
+PEER_EPOCHS ?= 48
+peer: setup
+	$(SNAKEMAKE) results/mini/data/check_train.json results/mini/data/check_val.json
+	@test -x $(PEER)/bin/python || $(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 ultralytics==8.3.0
+	$(PEER)/bin/python benchmarks/peer_ultralytics.py --voc data/mini/VOCdevkit/VOC2007 --out results/peer \
+		--epochs $(PEER_EPOCHS) --imgsz 96 --seeds 0 1 2 --jobs $(CORES)
+
 # Snakemake lints accepted on purpose: no conda/container directive (none could ever be run or
 # tested here; environment.yml sets up the one environment every rule runs in), and rules that
 # call the launcher `BOF` and the `RESTART` flag, which are not parameters of a result (as params,
@@ -92,7 +104,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/
-	for preset in smoke mini voc coco; do \
+	for preset in smoke mini budget voc coco; do \
 		$(BIN)/snakemake --lint text --configfile config/$$preset.yaml > .lint.txt 2>&1; \
 		grep -q "^Lints for rule\|Congratulations" .lint.txt || { cat .lint.txt; exit 1; }; \
 		if grep '^ *\* ' .lint.txt | grep -v $(LINT_ACCEPTED); then cat .lint.txt; exit 1; fi; done; \

@@ -359,7 +359,10 @@ def test_a_misspelt_preset_key_on_the_command_line_is_named_on_one_line():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda raw: raw.update(seedz=[0]), "unknown key 'seedz' (known: controls, dataset, detectors, figures, "),
+        (
+            lambda raw: raw.update(seedz=[0]),
+            "unknown key 'seedz' (known: budgets, controls, dataset, detectors, figures, ",
+        ),
         (
             lambda raw: raw["dataset"]["synth"].update(num_imgs=3),
             "unknown key 'dataset.synth.num_imgs' (known: class_names, classes, cls_image_size, ",
