@@ -7,14 +7,16 @@ baseline, three seeds each, the same epochs on and off:
   baseline   ultralytics' default recipe (mosaic, HSV, flips, translate/scale; linear lr decay)
   cos_lr     + its cosine schedule (``cos_lr=True``; ``BaseTrainer._setup_scheduler``)
   mixup      + its mixup on every image (``mixup=1.0``; ``MixUp``, ratios from Beta(32, 32),
-             boxes of both images kept unweighted; off with mosaic in the last ``close_mosaic``
-             epochs, as ours is off in the last tenth)
+             boxes of both images kept unweighted; off with mosaic in the last 10 epochs, its
+             default ``close_mosaic``, where ours is off in the last tenth)
 
 Label smoothing has no switch left in ultralytics (8.3.0 keeps the ``label_smoothing`` key and
 uses it nowhere; later versions removed it), so it is not run. Each run's final model (``last.pt``,
-not the best epoch) is validated on the test split by ultralytics' own validator: mAP@0.5 (its
-101-point interpolation, not VOC07's 11-point) and mAP@[.5:.95]. The deltas are paired by seed
-with 95 % Student-t intervals, as bof's report does.
+not the best epoch; no validation during training) is validated on the test split by ultralytics'
+own validator: mAP@0.5 (its 101-point interpolation, not VOC07's 11-point; objects marked
+difficult count, where VOC07 ignores them) and mAP@[.5:.95]. The deltas are paired by seed with
+95 % Student-t intervals, as bof's report does. Each run has its own copy of the converted labels
+(ultralytics writes a label cache beside them: runs side by side must not share it).
 
 Runs in its own environment (ultralytics pins opencv-python, bof uses the headless build):
 
@@ -35,7 +37,7 @@ import platform
 import statistics
 import time
 import xml.etree.ElementTree as ET
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 VARIANTS = {"baseline": {}, "cos_lr": {"cos_lr": True}, "mixup": {"mixup": 1.0}}
@@ -106,16 +108,18 @@ def train_one(data: str, out: str, variant: str, seed: int, epochs: int, imgsz: 
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
     import ultralytics
+    import ultralytics.utils.torch_utils
     from ultralytics import YOLO
 
     torch.set_num_threads(1)
+    ultralytics.utils.torch_utils.NUM_THREADS = 1  # select_device would set min(8, cores - 1) threads
     name = f"{variant}_s{seed}"
     started = time.time()
     model = YOLO("yolov8n.yaml")  # from scratch: no download, no pretrained weights
     model.train(
         data=data, epochs=epochs, imgsz=imgsz, batch=batch, workers=0, seed=seed, deterministic=True,
-        device="cpu", pretrained=False, amp=False, plots=False, verbose=False, project=out, name=name,
-        exist_ok=True, **VARIANTS[variant],
+        device="cpu", pretrained=False, amp=False, plots=False, verbose=False, val=False, project=out,
+        name=name, exist_ok=True, **VARIANTS[variant],
     )  # fmt: skip
     wall = time.time() - started
     last = YOLO(str(Path(out) / name / "weights" / "last.pt"))
@@ -183,27 +187,33 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    data = convert(args.voc, args.out / "data")
     runs_folder = args.out / "runs"
     runs_folder.mkdir(exist_ok=True)
+    suffix = f"{args.epochs}e_{args.imgsz}px_b{args.batch}"
     todo = [
         (variant, seed)
         for variant in args.variants
         for seed in args.seeds
-        if not (runs_folder / f"{variant}_s{seed}_{args.epochs}e.json").exists()
+        if not (runs_folder / f"{variant}_s{seed}_{suffix}.json").exists()
     ]
     print(f"{len(todo)} runs to train ({args.epochs} epochs at {args.imgsz} px), {args.jobs} at a time", flush=True)
+    failed = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {
-            pool.submit(train_one, str(data), str(args.out / "train"), v, s, args.epochs, args.imgsz, args.batch): (
-                v,
-                s,
-            )
-            for v, s in todo
-        }
-        for future, (variant, seed) in futures.items():
-            result = future.result()
-            path = runs_folder / f"{variant}_s{seed}_{args.epochs}e.json"
+        futures = {}
+        for variant, seed in todo:
+            data = convert(args.voc, args.out / "data" / f"{variant}_s{seed}")
+            work = str(args.out / "train" / suffix)
+            future = pool.submit(train_one, str(data), work, variant, seed, args.epochs, args.imgsz, args.batch)
+            futures[future] = (variant, seed)
+        for future in as_completed(futures):
+            variant, seed = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # one run's failure must not lose the others' results
+                failed.append(f"{variant} seed {seed}: {error!r}")
+                print(f"{variant} seed {seed} FAILED: {error!r}", flush=True)
+                continue
+            path = runs_folder / f"{variant}_s{seed}_{suffix}.json"
             temporary = path.with_suffix(".tmp")
             temporary.write_text(json.dumps(result, indent=2))
             temporary.replace(path)
@@ -211,10 +221,12 @@ def main() -> None:
                 f"{variant} seed {seed}: mAP@0.5 {result['map50']:.2f}, {result['train_wall_seconds']:.0f} s",
                 flush=True,
             )
-    runs = [json.loads(p.read_text()) for p in sorted(runs_folder.glob(f"*_{args.epochs}e.json"))]
+    runs = [json.loads(p.read_text()) for p in sorted(runs_folder.glob(f"*_{suffix}.json"))]
     table = summary(runs, args.seeds)
-    (args.out / f"summary_{args.epochs}e.md").write_text(table + "\n")
+    (args.out / f"summary_{suffix}.md").write_text(table + "\n")
     print(table)
+    if failed:
+        raise SystemExit("failed runs (rerun to retry them):\n  " + "\n  ".join(failed))
 
 
 if __name__ == "__main__":

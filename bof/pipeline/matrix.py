@@ -70,8 +70,10 @@ def load_preset(
 
 
 def left_out(preset: Preset) -> dict[str, list[str]]:
-    """The rows of the preset's tables that it leaves out, by table."""
-    return {name: list(rows) for name, rows in preset.leave_out.items() if name in preset.tables and rows}
+    """The rows of the preset's tables that it leaves out, by table (of config/tables.yaml: a budget's
+    copies leave out what their table does)."""
+    bases = {table.base or name for name, table in preset.tables.items()}
+    return {name: list(rows) for name, rows in preset.leave_out.items() if name in bases and rows}
 
 
 def figure_detector(preset: Preset) -> str | None:
@@ -250,9 +252,10 @@ def controls(preset: Preset, name: str) -> list[Control]:
 def figure_cells(preset: Preset) -> dict[str, tuple[Cell, ...]]:
     """The runs each model-based figure compares, chosen from the preset's tables when they
     hold them (Figure 5: two rows with identical settings except mixup, Table 1's baseline and
-    Beta(1.5, 1.5) rows for YOLOv3, else the last two of Table 2 or 3; Figure 6b: the step and
-    cosine rows of Table 2 or 3; Figures 7-9: Table 4's freebies), otherwise the minimal pair on
-    the figure detector's baseline (``figure_detector``)."""
+    Beta(1.5, 1.5) rows for YOLOv3, else Table 2's or 3's "+ mixup" and the row it stacks on;
+    Figure 6b: the step and cosine rows of Table 2 or 3; Figures 7-9: Table 4's freebies),
+    otherwise the minimal pair on the figure detector's baseline (``figure_detector``). A
+    preset's budgets rename its detectors and tables (``frcnn_r50_48e``): they make none of these."""
     figures: dict[str, tuple[Cell, ...]] = {}
     detector = figure_detector(preset)
     if detector is not None:
@@ -481,7 +484,8 @@ def report_figures(preset: Preset) -> list[str]:
     names += ["figure5"] if "figure5" in available else []
     names += ["figure6a", "figure6b"] if "figure6" in available else []
     names += [name for name in ("figure7", "figure8", "figure9") if name in available]
-    names += ["budget"] if preset.budgets else []
+    stacked = any(table.stacked_on(row) for table in preset.tables.values() if table.base for row in table.rows)
+    names += ["budget"] if stacked else []  # each freebie's delta against the budget (bof.report.budget)
     return names
 
 

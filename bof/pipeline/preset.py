@@ -12,6 +12,7 @@ as they are to `bof.config.build`, which checks them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,7 +163,11 @@ class Budget:
             optim["step_epochs"] = list(self.step_epochs)
         run = dict(spec.run) if self.val_every is None else {**spec.run, "val_every": self.val_every}
         off = spec.mixup_off_last_epochs if self.mixup_off_last_epochs is None else self.mixup_off_last_epochs
-        return dataclasses.replace(spec, optim=optim, run=run, mixup_off_last_epochs=off)
+        # a cluster job's time limit grows with the epochs (the detector's is for its own length)
+        epochs = spec.optim.get("epochs")
+        runtime = spec.resources.runtime * max(1.0, self.epochs / epochs) if epochs else spec.resources.runtime
+        resources = dataclasses.replace(spec.resources, runtime=math.ceil(runtime))
+        return dataclasses.replace(spec, optim=optim, run=run, mixup_off_last_epochs=off, resources=resources)
 
 
 @dataclass(frozen=True)
@@ -253,7 +258,7 @@ class Table:
             return None
         for candidate in reversed(self.rows[: self.rows.index(row)]):
             same = all(row.tricks.get(key) == value for key, value in candidate.tricks.items())
-            if same and len(set(row.tricks) - set(candidate.tricks)) == 1:
+            if same and candidate.pretraining == row.pretraining and len(set(row.tricks) - set(candidate.tricks)) == 1:
                 return candidate
         return None
 
@@ -420,6 +425,9 @@ def with_budgets(
                 f"{path}: {name} trains {sorted(set(table.detectors))}, only {sorted(set(budgeted))} with budgets:"
                 " budgets apply to whole tables"
             )
+        lengths = {detector: [budget.epochs for budget in budgets[detector]] for detector in budgeted}
+        if len({tuple(epochs) for epochs in lengths.values()}) > 1:
+            raise ConfigError(f"{path}: {name} trains detectors with different budgets {lengths}: a table has one")
     new_detectors = {}
     for name, spec in detectors.items():
         for budget in budgets.get(name, ()):
@@ -430,7 +438,7 @@ def with_budgets(
     for name, table in tables.items():
         detector = table.detectors[0] if table.detectors else None
         for budget in budgets.get(detector, ()):
-            renamed = {d: d + budget.suffix() for d in budgets}
+            renamed = {d: d + budget.suffix() for d in budgets}  # a table's detectors share their lengths
             new_tables[name + budget.suffix()] = dataclasses.replace(
                 table,
                 name=name + budget.suffix(),

@@ -82,16 +82,21 @@ def change(shorter: list[float], longer: list[float]) -> tuple[float | None, flo
     if len(shorter) < 2 or len(longer) < 2:
         return difference, None, None
     a, b = np.var(shorter, ddof=1) / len(shorter), np.var(longer, ddof=1) / len(longer)
-    if a + b == 0:
-        return difference, difference, difference
+    if a + b == 0:  # no spread on either side: no interval (scipy's is NaN too)
+        return difference, None, None
     freedom = (a + b) ** 2 / (a**2 / (len(shorter) - 1) + b**2 / (len(longer) - 1))
     half = float(stats.t.ppf(0.975, freedom)) * math.sqrt(a + b)
     return difference, difference - half, difference + half
 
 
+def _missing(value) -> bool:
+    return value is None or value != value  # pandas holds a missing number as NaN
+
+
 def _side(low: float | None, high: float | None, *, up: str, down: str, neither: str) -> str:
-    if low is None or high is None:
-        return neither
+    """Which side of zero an interval lies on; "—" where there is none (fewer than two seeds)."""
+    if _missing(low) or _missing(high):
+        return "—"
     return up if low > 0 else down if high < 0 else neither
 
 
@@ -128,11 +133,11 @@ def trend_frame(preset: Preset) -> pd.DataFrame:
 
 
 def _signed(value: float | None) -> str:
-    return "—" if value is None or value != value else f"{value:+.2f}"
+    return "—" if _missing(value) else f"{value:+.2f}"
 
 
 def _bracket(low: float | None, high: float | None) -> str:
-    return "" if low is None or high is None or low != low else f" [{low:+.2f}, {high:+.2f}]"
+    return "" if _missing(low) or _missing(high) else f" [{low:+.2f}, {high:+.2f}]"
 
 
 def budget_markdown(preset: Preset) -> str:

@@ -172,8 +172,11 @@ def render_report(preset: Preset, out: Path) -> Path:
     made = draw_figures(preset, data, figures_folder, label, missing)
     facts = provenance(preset)
     lines = [f"# Bag of Freebies, reproduced: preset `{preset.name}`", ""]
-    if preset.budgets:  # a budget study answers its question first
-        lines += [budget_markdown(preset), "", "![budget](figures/budget.png)", "", CAPTIONS["budget"], ""]
+    budget = budget_markdown(preset)
+    if budget:  # a budget study answers its question first
+        lines += [budget, ""]
+        if any(path.stem == "budget" for path in made):
+            lines += ["![budget](figures/budget.png)", "", CAPTIONS["budget"], ""]
     lines += [
         f"Seeds: {seeds_sentence(sets, partial)} Dataset: {preset.dataset.kind} at `{preset.dataset.root}`. "
         f"Runs: {facts['runs']} of {facts['expected_runs']} finished ({facts['train_hours']:.2f} h of training).",

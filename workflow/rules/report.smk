@@ -52,7 +52,7 @@ rule report:
         [
             report(
                 f"{RESULTS}/tables/{name}.csv",
-                caption=f"../report/{name}.rst",
+                caption=f"../report/{PRESET.tables[name].base or name}.rst",
                 category="Tables",
             )
             for name in PRESET.tables
