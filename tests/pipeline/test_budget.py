@@ -105,7 +105,8 @@ def write_results(preset):
             if row.name in ADDED:
                 under = values[table.stacked_on(row).name]
                 values[row.name] = [v + a for v, a in zip(under, ADDED[row.name][budget], strict=True)]
-            for seed, value in zip(preset.seeds, values[row.name], strict=True):
+            for seed in preset.seeds:
+                value = values[row.name][seed]
                 job = matrix.Job(cells[0].detector, cells[0].combo, seed)
                 path = Path(matrix.metric_path(preset, job, "voc07"))
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,10 +198,11 @@ def test_a_table_of_detectors_with_different_budgets_is_an_error():
     raw = yaml.safe_load((ROOT / "config" / "mini.yaml").read_text())
     del raw["detectors"]["frcnn_r101"]
     raw.update(tables=["table4"], leave_out={"table4": ["Faster-RCNN R101"]})
-    raw["budgets"] = {"yolov3": [{"epochs": 30}, {"epochs": 90}], "frcnn_r50": [{"epochs": 12}, {"epochs": 24}]}
+    yolo = [{"epochs": 30, "step_epochs": [18, 24]}, {"epochs": 90}]
+    raw["budgets"] = {"yolov3": yolo, "frcnn_r50": [{"epochs": 12, "step_epochs": [7]}, {"epochs": 24}]}
     with pytest.raises(ConfigError, match="table4 trains detectors with different budgets"):
         matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
-    raw["budgets"]["frcnn_r50"] = raw["budgets"]["yolov3"]
+    raw["budgets"]["frcnn_r50"] = [{"epochs": 30, "step_epochs": [17]}, {"epochs": 90, "step_epochs": [52]}]
     preset = matrix.load_preset(ROOT / "config" / "mini.yaml", raw=raw)
     assert [row.detector for row in preset.tables["table4_90e"].rows] == ["frcnn_r50_90e", "yolov3_90e"]
     runtime = preset.detectors["frcnn_r50_90e"].resources.runtime
