@@ -83,7 +83,7 @@ pull: setup
 
 # A peer on the same data (issue 27): ultralytics' YOLOv8n from scratch on the mini dataset, its own
 # cosine schedule and mixup switched on alone, three seeds (benchmarks/peer_ultralytics.py). Its own
-# environment: ultralytics pins opencv-python, bof the headless build. About 30 min on 2 cores.
+# environment: ultralytics pins opencv-python, bof the headless build (9 trainings of 48 epochs; not timed yet).
 PEER := .venv-peer
 PEER_EPOCHS ?= 48
 peer: setup
