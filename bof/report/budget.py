@@ -74,19 +74,16 @@ def budget_frame(preset: Preset) -> pd.DataFrame:
 
 
 def change(shorter: list[float], longer: list[float]) -> tuple[float | None, float | None, float | None]:
-    """The mean of ``longer`` minus the mean of ``shorter`` with its Welch 95 % interval (None
-    where a side has fewer than two values)."""
+    """The mean of ``longer`` minus the mean of ``shorter`` with its Welch 95 % interval (scipy's;
+    None where a side has fewer than two values or neither has any spread)."""
     if not shorter or not longer:
         return None, None, None
     difference = float(np.mean(longer) - np.mean(shorter))
     if len(shorter) < 2 or len(longer) < 2:
         return difference, None, None
-    a, b = np.var(shorter, ddof=1) / len(shorter), np.var(longer, ddof=1) / len(longer)
-    if a + b == 0:  # no spread on either side: no interval (scipy's is NaN too)
-        return difference, None, None
-    freedom = (a + b) ** 2 / (a**2 / (len(shorter) - 1) + b**2 / (len(longer) - 1))
-    half = float(stats.t.ppf(0.975, freedom)) * math.sqrt(a + b)
-    return difference, difference - half, difference + half
+    bounds = stats.ttest_ind(longer, shorter, equal_var=False).confidence_interval(0.95)
+    low, high = float(bounds.low), float(bounds.high)
+    return (difference, None, None) if math.isnan(low) or math.isnan(high) else (difference, low, high)
 
 
 def _missing(value) -> bool:
