@@ -40,9 +40,9 @@ import xml.etree.ElementTree as ET
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import scipy.stats
+
 VARIANTS = {"baseline": {}, "cos_lr": {"cos_lr": True}, "mixup": {"mixup": 1.0}}
-# two-sided 95 % Student-t quantiles by degrees of freedom (scipy is not a dependency here)
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def split_ids(voc: Path, split: str) -> list[str]:
@@ -143,7 +143,7 @@ def interval(deltas: list[float]) -> tuple[float, float] | None:
     if len(deltas) < 2:
         return None
     mean, sem = statistics.mean(deltas), statistics.stdev(deltas) / math.sqrt(len(deltas))
-    half = T975[len(deltas) - 1] * sem
+    half = scipy.stats.t.ppf(0.975, len(deltas) - 1) * sem  # scipy comes with ultralytics
     return mean - half, mean + half
 
 

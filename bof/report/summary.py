@@ -203,6 +203,24 @@ def summary_markdown(pooled: Preset, halves: list[Preset] | None = None) -> str:
     shown = halves if len(halves) == 2 else []  # each set's own column, beside the pooled one
     seeds = int(max(frame["seeds"], default=0))
     lines = ["## What reproduced", "", headline(counts(frame), seeds, replicated=bool(shown)), ""]
+    lengths = sorted({table.epochs for table in pooled.tables.values() if table.epochs is not None})
+    if lengths:  # a budget study measures each paper delta once per training length
+        by_length = {
+            epochs: frame[frame["table"].isin([n for n, t in pooled.tables.items() if t.epochs == epochs])]
+            for epochs in lengths
+        }
+        lines += [
+            "A budget study measures each of the paper's deltas once per training length, so the count above"
+            " holds each delta "
+            + f"{len(lengths)} times. By length: "
+            + "; ".join(
+                f"{epochs} epochs: {n['same_sign']} of {n['measured']} in sign, {n['significant']} significant,"
+                f" {n['opposite_significant']} significantly opposite"
+                for epochs, n in ((epochs, counts(part)) for epochs, part in by_length.items())
+            )
+            + ".",
+            "",
+        ]
     if shown:
         lines += [
             "Each set of seeds alone, as `make run` gives it: "

@@ -57,6 +57,31 @@ def test_the_shipped_mini_results_are_the_light_layer_only():
     assert list(summary["reproduction_by_seeds"]) == ["0, 1, 2", "3, 4, 5"]
 
 
+def test_the_shipped_budget_study_holds_every_run_of_its_three_budgets():
+    """results/budget (issue 27): the 45 trainings' metrics and records, the figure and a report
+    that opens with the answer, and nothing heavy."""
+    shipped = ROOT / "results" / "budget"
+    files = [p for p in shipped.rglob("*") if p.is_file()]
+    assert {p.relative_to(shipped).parts[0] for p in files} <= SHIPPED_LAYER
+    assert not [p for p in files if p.suffix in (".pt", ".jpg")]
+    preset = matrix.load_preset(ROOT / "config" / "budget.yaml")
+    assert len(matrix.metric_targets(preset)) == 45
+    for path in (*matrix.metric_targets(preset), *matrix.record_targets(preset)):
+        assert (ROOT / path).is_file(), path
+    report = (shipped / "REPORT.md").read_text().splitlines()
+    assert report[2] == "## Each freebie's delta against the training budget"
+    assert "![budget](figures/budget.png)" in report[:20] and (shipped / "figures" / "budget.png").is_file()
+    summary = json.loads((shipped / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1, 2]
+    assert [entry["freebie"] for entry in summary["budget"]] == [
+        "+ cosine lr schedule",
+        "+ class label smoothing",
+        "+ mixup",
+        "+ mixup, GluonCV's script",
+    ]
+    assert all(set(entry["delta_by_epochs"]) == {"12", "24", "48"} for entry in summary["budget"])
+
+
 @pytest.mark.slow
 def test_a_replication_set_with_a_run_missing_is_left_out_and_said(tmp_path):
     """A second set of seeds with one metrics file missing would make the pooled numbers a mix: the
@@ -78,27 +103,28 @@ def test_a_replication_set_with_a_run_missing_is_left_out_and_said(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_clone_rebuilds_every_table_figure_and_the_report_from_the_shipped_results(tmp_path):
-    """`make figures PRESET=mini` in a fresh clone: no dataset, no training, the same tables."""
+@pytest.mark.parametrize("name", ["mini", "budget"])
+def test_a_clone_rebuilds_every_table_figure_and_the_report_from_the_shipped_results(tmp_path, name):
+    """`make figures PRESET=<name>` in a fresh clone: no dataset, no training, the same tables."""
     work = tracked_copy(tmp_path / "clone")
-    assert not (work / "data").exists() and not (work / "results" / "mini" / "runs").exists()
-    results = work / "results" / "mini"
+    assert not (work / "data").exists() and not (work / "results" / name / "runs").exists()
+    shipped, results = ROOT / "results" / name, work / "results" / name
     produced = [results / "REPORT.md", *results.glob("tables/*"), *results.glob("figures/*.png")]
     for path in produced:
         path.unlink()
     inputs = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
     started = time.time()
-    result = bof("report", "--preset", "config/mini.yaml", "--complete", cwd=work)
+    result = bof("report", "--preset", f"config/{name}.yaml", "--complete", cwd=work)
     seconds = time.time() - started
     assert result.returncode == 0, result.stderr[-3000:]
     assert seconds < 120
-    for table in sorted((SHIPPED / "tables").iterdir()):
+    for table in sorted((shipped / "tables").iterdir()):
         assert (results / "tables" / table.name).read_bytes() == table.read_bytes(), table.name
-    assert (results / "REPORT.md").read_text() == (SHIPPED / "REPORT.md").read_text()
+    assert (results / "REPORT.md").read_text() == (shipped / "REPORT.md").read_text()
     assert "Missing inputs" not in (results / "REPORT.md").read_text()
-    shipped_figures = sorted(p.name for p in (SHIPPED / "figures").glob("*.png"))
+    shipped_figures = sorted(p.name for p in (shipped / "figures").glob("*.png"))
     assert sorted(p.name for p in (results / "figures").glob("*.png")) == shipped_figures
-    assert all((results / "figures" / name).stat().st_size > 1000 for name in shipped_figures)
+    assert all((results / "figures" / figure).stat().st_size > 1000 for figure in shipped_figures)
     # the inputs were read, not touched
     assert {p: p.read_bytes() for p in inputs} == inputs
     assert not (work / "data").exists() and not (results / "runs").exists()
