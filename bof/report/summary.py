@@ -210,12 +210,12 @@ def summary_markdown(pooled: Preset, halves: list[Preset] | None = None) -> str:
             for epochs in lengths
         }
         lines += [
-            "A budget study measures each of the paper's deltas once per training length, so the count above"
-            " holds each delta "
-            + f"{len(lengths)} times. By length: "
+            "A budget table's paper deltas are measured once per training length, so the count above holds"
+            " each of them once per length. By length: "
             + "; ".join(
                 f"{epochs} epochs: {n['same_sign']} of {n['measured']} in sign, {n['significant']} significant,"
                 f" {n['opposite_significant']} significantly opposite"
+                + (f", {n['not_replicated']} not replicated" if shown else "")
                 for epochs, n in ((epochs, counts(part)) for epochs, part in by_length.items())
             )
             + ".",

@@ -214,11 +214,11 @@ def test_what_reproduced_counts_each_paper_delta_once_per_training_length(tmp_pa
     write_results(preset)
     report = make_report(preset).read_text()
     section = report.split("## What reproduced", 1)[1]
-    by_length = next(line for line in section.splitlines() if line.startswith("A budget study measures"))
+    by_length = next(line for line in section.splitlines() if line.startswith("A budget table's paper deltas"))
     # cumulative over the baseline as the paper's Table 3 (ADDED summed): at 12 epochs cosine -3.0,
     # + smoothing -1.5 (interval holds 0), + mixup -7.5; at 48: +1.5, 0.0, -2.5
     assert by_length.endswith(
-        "holds each delta 3 times. By length: 12 epochs: 0 of 3 in sign, 0 significant, 2 significantly opposite;"
+        "holds each of them once per length. By length: 12 epochs: 0 of 3 in sign, 0 significant, 2 significantly opposite;"
         " 24 epochs: 0 of 3 in sign, 0 significant, 1 significantly opposite;"
         " 48 epochs: 1 of 3 in sign, 1 significant, 1 significantly opposite."
     )

@@ -64,9 +64,10 @@ def test_the_shipped_budget_study_holds_every_run_of_its_three_budgets():
     files = [p for p in shipped.rglob("*") if p.is_file()]
     assert {p.relative_to(shipped).parts[0] for p in files} <= SHIPPED_LAYER
     assert not [p for p in files if p.suffix in (".pt", ".jpg")]
+    assert sum(p.stat().st_size for p in files) < 5 * 2**20
     preset = matrix.load_preset(ROOT / "config" / "budget.yaml")
     assert len(matrix.metric_targets(preset)) == 45
-    for path in (*matrix.metric_targets(preset), *matrix.record_targets(preset)):
+    for path in (*matrix.metric_targets(preset), *matrix.record_targets(preset), *matrix.figure_data_targets(preset)):
         assert (ROOT / path).is_file(), path
     report = (shipped / "REPORT.md").read_text().splitlines()
     assert report[2] == "## Each freebie's delta against the training budget"
