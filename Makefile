@@ -83,7 +83,8 @@ pull: setup
 
 # A peer on the same data (issue 27): ultralytics' YOLOv8n from scratch on the mini dataset, its own
 # cosine schedule and mixup switched on alone, three seeds (benchmarks/peer_ultralytics.py). Its own
-# environment: ultralytics pins opencv-python, bof the headless build (9 trainings of 48 epochs; not timed yet).
+# environment: ultralytics pins opencv-python, bof the headless build (9 trainings of 48 epochs,
+# 246-357 s each on 2 CPU cores, measured one at a time beside another job: about 20 min two at a time).
 PEER := .venv-peer
 PEER_EPOCHS ?= 48
 peer: setup

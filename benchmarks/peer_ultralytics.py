@@ -140,11 +140,12 @@ def train_one(data: str, out: str, variant: str, seed: int, epochs: int, imgsz: 
 
 
 def interval(deltas: list[float]) -> tuple[float, float] | None:
+    """The paired deltas' 95 % Student-t interval (scipy comes with ultralytics); None below two
+    seeds or without spread."""
     if len(deltas) < 2:
         return None
-    mean, sem = statistics.mean(deltas), statistics.stdev(deltas) / math.sqrt(len(deltas))
-    half = scipy.stats.t.ppf(0.975, len(deltas) - 1) * sem  # scipy comes with ultralytics
-    return mean - half, mean + half
+    bounds = scipy.stats.ttest_1samp(deltas, 0.0).confidence_interval(0.95)
+    return None if math.isnan(bounds.low) else (float(bounds.low), float(bounds.high))
 
 
 def summary(runs: list[dict], seeds: list[int]) -> str:

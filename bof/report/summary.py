@@ -205,20 +205,17 @@ def summary_markdown(pooled: Preset, halves: list[Preset] | None = None) -> str:
     lines = ["## What reproduced", "", headline(counts(frame), seeds, replicated=bool(shown)), ""]
     lengths = sorted({table.epochs for table in pooled.tables.values() if table.epochs is not None})
     if lengths:  # a budget study measures each paper delta once per training length
-        by_length = {
-            epochs: frame[frame["table"].isin([n for n, t in pooled.tables.items() if t.epochs == epochs])]
-            for epochs in lengths
-        }
-        lines += [
-            "A budget table's paper deltas are measured once per training length, so the count above holds"
-            " each of them once per length. By length: "
-            + "; ".join(
+        parts = []
+        for epochs in lengths:
+            n = counts(frame[frame["table"].isin([name for name, t in pooled.tables.items() if t.epochs == epochs])])
+            parts.append(
                 f"{epochs} epochs: {n['same_sign']} of {n['measured']} in sign, {n['significant']} significant,"
                 f" {n['opposite_significant']} significantly opposite"
                 + (f", {n['not_replicated']} not replicated" if shown else "")
-                for epochs, n in ((epochs, counts(part)) for epochs, part in by_length.items())
             )
-            + ".",
+        lines += [
+            "A budget table's paper deltas are measured once per training length, so the count above holds"
+            " each of them once per length. By length: " + "; ".join(parts) + ".",
             "",
         ]
     if shown:
